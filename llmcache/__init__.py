@@ -1,0 +1,35 @@
+"""llmcache: a caching layer for OpenAI-compatible and Anthropic clients."""
+
+from .backends.base import AsyncCacheBackend, CacheBackend
+from .errors import BackendError, CacheMiss, ConfigError, LLMCacheError, MissingExtraError
+from .events import CacheEvent
+from .hookspecs import hookimpl, hookspec
+from .keys import ExplicitKeyStrategy, RequestKeyStrategy
+from .plugins import register_plugin, unregister_plugin
+from .request import NEVER, CacheOptions, CacheRequest
+from .ttl import FixedPolicy, IntentPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NEVER",
+    "AsyncCacheBackend",
+    "BackendError",
+    "CacheBackend",
+    "CacheEvent",
+    "CacheMiss",
+    "CacheOptions",
+    "CacheRequest",
+    "ConfigError",
+    "ExplicitKeyStrategy",
+    "FixedPolicy",
+    "IntentPolicy",
+    "LLMCacheError",
+    "MissingExtraError",
+    "RequestKeyStrategy",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "register_plugin",
+    "unregister_plugin",
+]

@@ -1,0 +1,1 @@
+"""Built-in cache backends; adapters live in their own packages."""

@@ -1,0 +1,150 @@
+"""Cache entries on the wire: a versioned msgpack envelope, compressed and optionally signed.
+
+Layout (msgpack array)::
+
+    ["llmc", VERSION, header, body, signature]
+    header = [key, created, expires, kind, model, prompt_tokens, completion_tokens, codec]
+    body   = msgpack(payload), zlib-compressed when codec == 1
+
+The header names the physical key the entry was written for, so bytes copied (or forged)
+under another key are rejected. With a signing key, ``signature`` is an HMAC-SHA256 over
+the header and body; without one it is empty. Nothing here can run code: msgpack decodes to
+plain data only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+__all__ = ["COMPRESS_THRESHOLD", "VERSION", "Codec", "CorruptEntry", "Entry"]
+
+MAGIC = "llmc"
+VERSION = 1
+COMPRESS_THRESHOLD = 4096
+_RAW, _ZLIB = 0, 1
+
+
+class CorruptEntry(ValueError):
+    """Bytes under a cache key that are not a valid entry for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One cached answer.
+
+    :param key: the physical key it was written for.
+    :param created: Unix time of the upstream answer.
+    :param expires: Unix time after which it is stale, or ``None``.
+    :param kind: ``"response"`` (one SDK object), ``"chunks"`` (a stream's chunks) or
+        ``"embedding"`` (one input's vector).
+    :param payload: the plain data (dicts, lists, strings, numbers).
+    """
+
+    key: str
+    created: float
+    expires: float | None
+    kind: str
+    payload: Any
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds until it goes stale (negative once stale), or ``None`` for never."""
+        return None if self.expires is None else self.expires - now
+
+
+class Codec:
+    """Encode and decode entries.
+
+    :param signing_key: when given, sign entries and reject unsigned or badly signed ones.
+    :param compress_threshold: compress bodies larger than this many bytes.
+    """
+
+    def __init__(
+        self, signing_key: str | bytes | None = None, compress_threshold: int = COMPRESS_THRESHOLD
+    ) -> None:
+        if isinstance(signing_key, str):
+            signing_key = signing_key.encode()
+        self._signing_key = signing_key or None
+        self.compress_threshold = compress_threshold
+
+    def _sign(self, header: list[Any], body: bytes) -> bytes:
+        assert self._signing_key is not None
+        mac = hmac.new(self._signing_key, msgpack.packb(header), hashlib.sha256)
+        mac.update(body)
+        return mac.digest()
+
+    def encode(self, entry: Entry) -> bytes:
+        """Return the bytes to store for ``entry``."""
+        body = msgpack.packb(entry.payload)
+        codec = _RAW
+        if len(body) > self.compress_threshold:
+            body, codec = zlib.compress(body, 6), _ZLIB
+        header = [
+            entry.key,
+            entry.created,
+            entry.expires,
+            entry.kind,
+            entry.model,
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            codec,
+        ]
+        signature = self._sign(header, body) if self._signing_key else b""
+        return msgpack.packb([MAGIC, VERSION, header, body, signature])
+
+    def decode(self, data: bytes, key: str) -> Entry:
+        """Return the entry in ``data``, checking it was written for ``key``.
+
+        :raises CorruptEntry: not an entry, another version, another key, or a bad signature.
+        """
+        try:
+            magic, version, header, body, signature = msgpack.unpackb(data)
+        except Exception as exc:
+            raise CorruptEntry(f"not an llmcache entry: {exc}") from exc
+        if magic != MAGIC:
+            raise CorruptEntry("not an llmcache entry")
+        if version != VERSION:
+            raise CorruptEntry(f"entry version {version!r}, expected {VERSION}")
+        try:
+            stored_key, created, expires, kind, model, prompt, completion, codec = header
+        except (TypeError, ValueError) as exc:
+            raise CorruptEntry("malformed entry header") from exc
+        if stored_key != key:
+            raise CorruptEntry("entry was written for another key")
+        if self._signing_key is not None and not hmac.compare_digest(
+            signature, self._sign(header, body)
+        ):
+            raise CorruptEntry("bad or missing signature")
+        try:
+            if codec == _ZLIB:
+                body = zlib.decompress(body)
+            elif codec != _RAW:
+                raise CorruptEntry(f"unknown body codec {codec!r}")
+            payload = msgpack.unpackb(body)
+            return Entry(
+                stored_key,
+                float(created),
+                None if expires is None else float(expires),
+                str(kind),
+                payload,
+                model,
+                int(prompt),
+                int(completion),
+            )
+        except CorruptEntry:
+            raise
+        except Exception as exc:
+            raise CorruptEntry(f"corrupt entry body: {exc}") from exc

@@ -1,0 +1,127 @@
+"""Cache keys: the canonical request digest and the built-in key strategies.
+
+The default key is a versioned BLAKE2b digest of the canonical request: every upstream
+argument but a short deny-list of ones that cannot change the answer, the endpoint, and the
+upstream's identity. Dict key order does not matter; list order does. New SDK parameters
+are in the key without anyone listing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .errors import ConfigError
+from .hookspecs import RegisterKeyStrategy, hookimpl
+from .request import CacheRequest
+
+__all__ = [
+    "DENIED_PARAMS",
+    "KEY_VERSION",
+    "ExplicitKeyStrategy",
+    "RequestKeyStrategy",
+    "UncacheableRequest",
+    "canonical_params",
+    "request_digest",
+]
+
+KEY_VERSION = "v1"
+DENIED_PARAMS = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "timeout",
+        "extra_headers",
+        "metadata",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+    }
+)
+_SENTINELS = frozenset({"NotGiven", "Omit"})
+_OPTIONS = orjson.OPT_SORT_KEYS
+
+
+class UncacheableRequest(TypeError):
+    """An argument that cannot be turned into a stable key; the call bypasses the cache."""
+
+    def __init__(self, argument: str) -> None:
+        super().__init__(f"argument {argument!r} cannot be canonicalised for a cache key")
+        self.argument = argument
+
+
+def _default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:  # pydantic models, the SDKs' own types included
+        return dump(mode="json", exclude_unset=True, by_alias=True)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(type(value).__name__)
+
+
+def canonical_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the arguments that take part in the key (deny-list and SDK sentinels removed)."""
+    return {
+        name: value
+        for name, value in params.items()
+        if name not in DENIED_PARAMS and type(value).__name__ not in _SENTINELS
+    }
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=_OPTIONS)
+
+
+def request_digest(request: CacheRequest) -> str:
+    """Return ``"v1-<hex>"``, the digest of the canonical request.
+
+    :raises UncacheableRequest: an argument cannot be serialised canonically.
+    """
+    params = canonical_params(request.params)
+    try:
+        blob = _dumps((KEY_VERSION, request.endpoint, request.provider, params))
+    except TypeError:
+        for name, value in params.items():
+            try:
+                _dumps(value)
+            except TypeError:
+                raise UncacheableRequest(name) from None
+        raise
+    return f"{KEY_VERSION}-{hashlib.blake2b(blob, digest_size=16).hexdigest()}"
+
+
+class RequestKeyStrategy:
+    """The default: the request digest, scoped by ``cache_key`` when one is given."""
+
+    name = "request"
+
+    def key(self, request: CacheRequest) -> str:
+        """Return ``"<cache_key>:<digest>"``, or the digest alone."""
+        digest = request_digest(request)
+        scope = request.options.key
+        return digest if scope is None else f"{scope}:{digest}"
+
+
+class ExplicitKeyStrategy:
+    """Use the caller's ``cache_key`` as the whole key (a hit whatever else changes)."""
+
+    name = "explicit"
+
+    def key(self, request: CacheRequest) -> str:
+        """Return ``cache_key`` exactly.
+
+        :raises ConfigError: the call gave no ``cache_key``.
+        """
+        if request.options.key is None:
+            raise ConfigError("key_strategy='explicit' needs cache_key=... on every call")
+        return request.options.key
+
+
+@hookimpl
+def llmcache_register_key_strategies(register: RegisterKeyStrategy) -> None:
+    """Register the built-in strategies ``request`` and ``explicit``."""
+    register("request", RequestKeyStrategy())
+    register("explicit", ExplicitKeyStrategy())

@@ -1,0 +1,94 @@
+"""Tier URLs: the options every tier accepts, labels, and password redaction."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+__all__ = ["TierURL", "parse_tier_url", "redact"]
+
+_KINDS = {
+    "memory": "memory",
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "redis": "redis",
+    "rediss": "redis",
+    "unix": "redis",
+    "redis+cluster": "redis-cluster",
+    "rediss+cluster": "redis-cluster",
+    "memcached": "memcached",
+}
+_CORE_OPTIONS = ("max_ttl", "timeout")
+_PASSWORD = re.compile(r"(?P<head>//[^/@:]*:)(?P<password>[^@/]*)@")
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    return _PASSWORD.sub(r"\g<head>***@", url)
+
+
+@dataclass(frozen=True, slots=True)
+class TierURL:
+    """A tier URL split into what the core uses and what the backend gets.
+
+    :param url: the URL for the backend factory, with ``max_ttl`` and ``timeout`` removed.
+    :param scheme: the full scheme (``"postgresql+psycopg"``).
+    :param kind: the label kind (``"postgresql"``), or the scheme for a plugin's own.
+    :param max_ttl: the cap on TTLs written to this tier, or ``None``.
+    :param timeout: the per-call timeout for this tier, or ``None`` for the client default.
+    """
+
+    url: str
+    scheme: str
+    kind: str
+    max_ttl: float | None
+    timeout: float | None
+
+    @property
+    def redacted(self) -> str:
+        """The URL without its password, for logs and errors."""
+        return redact(self.url)
+
+
+def _seconds(name: str, value: str, url: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(
+            f"{name}={value!r} in {redact(url)!r} must be a positive number of seconds"
+        )
+    return seconds
+
+
+def parse_tier_url(url: str) -> TierURL:
+    """Split a tier URL into the core's options and the backend's URL.
+
+    :raises ConfigError: the URL has no scheme, or ``max_ttl``/``timeout`` is not a
+        positive number.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            f"a tier must be a URL such as 'memory://' or 'redis://localhost:6379/0', "
+            f"not {redact(str(url))!r}"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    core = {k: v for k, v in query if k in _CORE_OPTIONS}
+    rest = [(k, v) for k, v in query if k not in _CORE_OPTIONS]
+    max_ttl = _seconds("max_ttl", core["max_ttl"], url) if "max_ttl" in core else None
+    timeout = _seconds("timeout", core["timeout"], url) if "timeout" in core else None
+    backend_url = urlunsplit(parts._replace(query=urlencode(rest))) if core else url
+    if "://" not in backend_url:  # urlunsplit drops an empty netloc's slashes
+        backend_url = backend_url.replace(":", "://", 1)
+    base = scheme.split("+", 1)[0]
+    kind = _KINDS.get(scheme) or _KINDS.get(base) or scheme
+    return TierURL(backend_url, scheme, kind, max_ttl, timeout)

@@ -1,0 +1,1 @@
+"""llmcache_memcached."""
