@@ -25,7 +25,10 @@ __all__ = [
     "RequestKeyStrategy",
     "UncacheableRequest",
     "canonical_params",
+    "namespace_glob",
+    "physical_key",
     "request_digest",
+    "split_physical_key",
 ]
 
 KEY_VERSION = "v1"
@@ -125,3 +128,25 @@ def llmcache_register_key_strategies(register: RegisterKeyStrategy) -> None:
     """Register the built-in strategies ``request`` and ``explicit``."""
     register("request", RequestKeyStrategy())
     register("explicit", ExplicitKeyStrategy())
+
+
+KEY_PREFIX = "llmcache"
+
+
+def physical_key(namespace: str, logical: str) -> str:
+    """Return the key a backend sees: ``"llmcache:<namespace>:<logical key>"``."""
+    return f"{KEY_PREFIX}:{namespace}:{logical}"
+
+
+def split_physical_key(key: str) -> tuple[str, str] | None:
+    """Return ``(namespace, logical key)`` of a physical key, or ``None`` if it is not one."""
+    prefix, sep, rest = key.partition(":")
+    namespace, sep2, logical = rest.partition(":")
+    if prefix != KEY_PREFIX or not sep or not sep2:
+        return None
+    return namespace, logical
+
+
+def namespace_glob(namespace: str) -> str:
+    """Return the glob matching every physical key of a namespace."""
+    return f"{KEY_PREFIX}:{namespace}:*"

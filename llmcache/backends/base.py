@@ -68,6 +68,22 @@ class CacheBackend(ABC):
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
         """Release connections and files."""
 
+    # -- optional: cross-process single-flight -------------------------------------------
+
+    supports_locks: ClassVar[bool] = False
+
+    def try_lock(self, name: str, ttl: float) -> str | None:
+        """Take a short-lived lock; return a token, or ``None`` if another holder has it.
+
+        Only called when :attr:`supports_locks` is true. The lock must expire by itself
+        after ``ttl`` seconds, so that a dead holder never blocks anyone for longer.
+        """
+        raise NotImplementedError
+
+    def unlock(self, name: str, token: str) -> None:
+        """Release a lock taken by :meth:`try_lock`, if ``token`` still holds it."""
+        raise NotImplementedError
+
 
 class AsyncCacheBackend(ABC):
     """The asyncio twin of :class:`CacheBackend`: the same methods, as coroutines."""
@@ -108,6 +124,16 @@ class AsyncCacheBackend(ABC):
     async def close(self) -> None:  # noqa: B027
         """Release connections and files."""
 
+    supports_locks: ClassVar[bool] = False
+
+    async def try_lock(self, name: str, ttl: float) -> str | None:
+        """Take a short-lived lock; see :meth:`CacheBackend.try_lock`."""
+        raise NotImplementedError
+
+    async def unlock(self, name: str, token: str) -> None:
+        """Release a lock taken by :meth:`try_lock`."""
+        raise NotImplementedError
+
 
 class SyncToAsync(AsyncCacheBackend):
     """Serve a sync backend to async clients.
@@ -121,6 +147,7 @@ class SyncToAsync(AsyncCacheBackend):
         self.backend = backend
         self.in_thread = in_thread
         self.shared = backend.shared  # type: ignore[misc]
+        self.supports_locks = backend.supports_locks  # type: ignore[misc]
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.in_thread:
@@ -153,6 +180,12 @@ class SyncToAsync(AsyncCacheBackend):
 
     async def close(self) -> None:
         await self._call(self.backend.close)
+
+    async def try_lock(self, name: str, ttl: float) -> str | None:
+        return await self._call(self.backend.try_lock, name, ttl)
+
+    async def unlock(self, name: str, token: str) -> None:
+        await self._call(self.backend.unlock, name, token)
 
 
 def reject_unknown_options(what: str, options: Mapping[str, object], known: Sequence[str]) -> None:
