@@ -1,12 +1,14 @@
 """llmcache: a caching layer for OpenAI-compatible and Anthropic clients."""
 
 from .backends.base import AsyncCacheBackend, CacheBackend
+from .client import AsyncCachedClient, CachedClient
 from .errors import BackendError, CacheMiss, ConfigError, LLMCacheError, MissingExtraError
 from .events import CacheEvent
 from .hookspecs import hookimpl, hookspec
 from .keys import ExplicitKeyStrategy, RequestKeyStrategy
 from .plugins import register_plugin, unregister_plugin
 from .request import NEVER, CacheOptions, CacheRequest
+from .stats import CacheStats
 from .ttl import FixedPolicy, IntentPolicy
 
 __version__ = "0.1.0"
@@ -14,12 +16,15 @@ __version__ = "0.1.0"
 __all__ = [
     "NEVER",
     "AsyncCacheBackend",
+    "AsyncCachedClient",
     "BackendError",
     "CacheBackend",
     "CacheEvent",
     "CacheMiss",
     "CacheOptions",
     "CacheRequest",
+    "CacheStats",
+    "CachedClient",
     "ConfigError",
     "ExplicitKeyStrategy",
     "FixedPolicy",

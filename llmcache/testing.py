@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -36,7 +36,7 @@ class _Blocking(CacheBackend):
     """Drive an async backend from sync test code, on one event loop of its own."""
 
     def __init__(self, runner: asyncio.Runner, backend: AsyncCacheBackend) -> None:
-        self._run: Callable[[Awaitable[Any]], Any] = runner.run
+        self._run: Callable[[Any], Any] = runner.run
         self.inner = backend
         self.shared = backend.shared  # type: ignore[misc]
 

@@ -1,0 +1,186 @@
+"""The request pipeline of async clients: :class:`~llmcache.engine.Engine` driven by awaits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from .codec import Entry
+from .embeddings import EmbeddingCall
+from .engine import LOCK_POLL, Engine, Outcome, mark, unstreamed
+from .planning import Plan
+from .providers.base import EndpointAdapter, dump
+from .request import Endpoint
+from .singleflight import AsyncSingleFlight
+from .streaming import AsyncRecordingStream, AsyncReplayStream
+from .tiers import FAILED, AsyncTiers, Found, Op, Tier
+
+__all__ = ["AsyncEngine"]
+
+log = logging.getLogger("llmcache")
+
+Upstream = Callable[..., Awaitable[Any]]
+
+
+class AsyncEngine(Engine):
+    """The pipeline of an async client."""
+
+    tiers: AsyncTiers
+    replay_stream = AsyncReplayStream
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flight: AsyncSingleFlight[Outcome] = AsyncSingleFlight()
+        self._refreshing: dict[str, asyncio.Task[Any]] = {}
+
+    async def call(self, endpoint: Endpoint, kwargs: Mapping[str, Any], upstream: Upstream) -> Any:
+        """Serve one call of ``endpoint`` whose upstream coroutine method is ``upstream``."""
+        started = time.perf_counter()
+        params, plan = self.planner.plan(endpoint, kwargs)
+        adapter = self.adapter(endpoint)
+        stream = bool(params.get("stream"))
+        if plan is None:
+            self.stats.bypass()
+            return self.fresh_response(await upstream(**params), adapter, "", stream=stream)
+        found: Found | None = None
+        if plan.read_tiers:
+            found, fresh = await self.tiers.run(
+                self.tiers.lookup_steps(
+                    plan.pkey, plan.read_tiers, plan.max_age, plan.request, plan.key
+                ),
+                plan.request,
+                plan.key,
+            )
+            if fresh:
+                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+            if self.stale_usable(plan, found, plan.directives.stale_while_revalidate):
+                self._refresh(plan, adapter, params, upstream)
+                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+        if plan.directives.only_if_cached:
+            raise self.only_if_cached(plan)
+        if stream:
+            self.stats.miss()
+
+            async def store(chunks: list[dict[str, Any]]) -> None:
+                await self._store(plan, adapter, chunks)
+
+            return mark(
+                AsyncRecordingStream(await upstream(**params), store), hit=False, key=plan.key
+            )
+        try:
+            outcome, coalesced = await self.flight.do(
+                plan.pkey, lambda: self._fetch(plan, adapter, params, upstream)
+            )
+        except Exception:
+            if self.stale_usable(plan, found, plan.directives.stale_if_error):
+                log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
+                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+            raise
+        if coalesced or outcome.found is not None:
+            tier = outcome.found.tier if outcome.found is not None and not coalesced else None
+            return self.hit(plan, adapter, outcome.entry, tier, stream, started, coalesced=True)
+        self.stats.miss()
+        self.emit("llmcache_on_miss", plan, None, started)
+        return self.fresh_response(outcome.response, adapter, plan.key)
+
+    async def embed(self, kwargs: Mapping[str, Any], upstream: Upstream) -> Any:
+        """Serve ``embeddings.create``, caching each input on its own."""
+        started = time.perf_counter()
+        params, call = EmbeddingCall.prepare(self.planner, kwargs)
+        adapter = self.adapter("embeddings")
+        if call is None:
+            self.stats.bypass()
+            return self.fresh_response(await upstream(**params), adapter, "")
+        first = call.plans[0]
+        result = await self.tiers.run(
+            call.steps(self.tiers, adapter), first.request, first.key, upstream
+        )
+        return self.embedding_result(call, adapter, result, started)
+
+    async def _fetch(
+        self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], upstream: Upstream
+    ) -> Outcome:
+        lock = self._lock_tier if self._lock_tier in plan.write_tiers else None
+        token = None
+        name = plan.pkey + ":lock"
+        if lock is not None:
+            token = await self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)))
+            if token is None:  # another process is fetching: wait for its entry
+                found = await self._await_other(plan, lock)
+                if found is not None:
+                    return Outcome(None, found.entry, found)
+        try:
+            response = await upstream(**params)
+            entry = self.entry_from_payload(plan, adapter, dump(response))
+            await self._write(plan, {plan.pkey: entry})
+            return Outcome(response, entry)
+        finally:
+            if lock is not None and token not in (None, FAILED):
+                await self.tiers.call(Op(lock, "unlock", (name, token)))
+
+    async def _await_other(self, plan: Plan, tier: Tier) -> Found | None:
+        deadline = time.monotonic() + self.lock_ttl
+        delay = LOCK_POLL
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+            found, fresh = await self.tiers.run(
+                self.tiers.lookup_steps(plan.pkey, [tier], plan.max_age)
+            )
+            if fresh:
+                return found  # type: ignore[no-any-return]
+            if tier.breaker.is_open:
+                break
+        return None
+
+    async def _write(self, plan: Plan, entries: dict[str, Entry]) -> None:
+        if not plan.write_tiers:
+            return
+        started = time.perf_counter()
+        written = await self.tiers.run(
+            self.tiers.store_steps(
+                entries, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
+            ),
+            plan.request,
+            plan.key,
+        )
+        for label in written:
+            self.emit("llmcache_on_store", plan, label, started)
+
+    async def _store(
+        self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]
+    ) -> None:
+        try:
+            entry = self.entry_from_payload(plan, adapter, chunks, "chunks")
+        except Exception:  # a stream we cannot make sense of is simply not stored
+            log.warning("llmcache could not store a stream for %r", plan.key, exc_info=True)
+            return
+        self.count_provider_cache(adapter, adapter.assemble(chunks))
+        await self._write(plan, {plan.pkey: entry})
+
+    def _refresh(
+        self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], upstream: Upstream
+    ) -> None:
+        if plan.pkey in self._refreshing:
+            return
+
+        async def refresh() -> None:
+            try:
+                await self.flight.do(
+                    plan.pkey, lambda: self._fetch(plan, adapter, unstreamed(params), upstream)
+                )
+            except Exception:
+                log.warning("llmcache background refresh of %r failed", plan.key, exc_info=True)
+            finally:
+                self._refreshing.pop(plan.pkey, None)
+
+        self._refreshing[plan.pkey] = asyncio.get_running_loop().create_task(refresh())
+
+    async def close(self) -> None:
+        """Wait for background refreshes, then close the tiers."""
+        if self._refreshing:
+            await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        await self.tiers.close()

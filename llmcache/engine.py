@@ -1,0 +1,405 @@
+"""The request pipeline: look up, serve a hit, or call upstream once and store the answer.
+
+:class:`Engine` holds what sync and async clients share (building hits from entries,
+entries from responses, statistics and events); :class:`SyncEngine` drives it with
+blocking calls and :class:`~llmcache.async_engine.AsyncEngine` with awaits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import Entry
+from .embeddings import EmbeddingCall
+from .errors import CacheMiss
+from .events import CacheEvent
+from .observers import EventName, Observers
+from .planning import Plan, Planner
+from .pricing import PriceTable
+from .providers.base import EndpointAdapter, Provider, dump
+from .request import Endpoint
+from .singleflight import SingleFlight
+from .stats import StatsRecorder
+from .streaming import RecordingStream, ReplayStream
+from .tiers import FAILED, Found, Op, Tier, Tiers, staleness
+
+__all__ = ["Engine", "Outcome", "SyncEngine", "mark"]
+
+log = logging.getLogger("llmcache")
+
+LOCK_POLL = 0.05
+
+
+def unstreamed(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the arguments of the same request without streaming."""
+    return {k: v for k, v in params.items() if k not in ("stream", "stream_options")}
+
+
+def mark(
+    obj: Any,
+    *,
+    hit: bool,
+    key: str,
+    age: float | None = None,
+    tokens: int = 0,
+    tier: str | None = None,
+) -> Any:
+    """Attach the ``cache_*`` attributes to an SDK object without touching its fields."""
+    setattr_ = object.__setattr__
+    setattr_(obj, "cache_hit", hit)
+    setattr_(obj, "cache_age", age)
+    setattr_(obj, "cache_tokens_saved", tokens)
+    setattr_(obj, "cache_tier", tier)
+    setattr_(obj, "cache_key", key)
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a leader's upstream call produced: the live response and its entry."""
+
+    response: Any
+    entry: Entry
+    found: Found | None = None  # served by another process that held the lock
+
+
+class Engine:
+    """What sync and async pipelines share."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        provider: Provider,
+        tiers: Any,
+        stats: StatsRecorder,
+        observers: Observers,
+        prices: PriceTable,
+        *,
+        lock_ttl: float,
+    ) -> None:
+        self.planner = planner
+        self.provider = provider
+        self.tiers = tiers
+        self.stats = stats
+        self.observers = observers
+        self.prices = prices
+        self.lock_ttl = lock_ttl
+        self._lock_tier = next(
+            (t for t in tiers.tiers if t.shared and getattr(t.backend, "supports_locks", False)),
+            None,
+        )
+
+    def adapter(self, endpoint: Endpoint) -> EndpointAdapter:
+        """Return the response handling of an endpoint."""
+        return self.provider.adapters[endpoint]
+
+    # -- entries and hits ----------------------------------------------------------------
+
+    def entry_from_payload(
+        self, plan: Plan, adapter: EndpointAdapter, payload: Any, kind: str = "response"
+    ) -> Entry:
+        """Return the entry for an upstream answer (a response payload or a chunk list)."""
+        whole = adapter.assemble(payload) if kind == "chunks" else payload
+        usage = adapter.usage(whole)
+        return Entry(
+            plan.pkey,
+            time.time(),
+            None,
+            kind,
+            payload,
+            adapter.model(whole),
+            usage.prompt,
+            usage.completion,
+        )
+
+    def serve(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
+        """Build the SDK object (or replay stream) for an entry."""
+        payload = entry.payload
+        if stream:
+            chunks = (
+                adapter.replay(payload, plan.request.params)
+                if entry.kind == "chunks"
+                else adapter.synthesize(payload, plan.request.params)
+            )
+            return self.replay_stream([adapter.build_chunk(c) for c in chunks])
+        if entry.kind == "chunks":
+            payload = adapter.assemble(payload)
+        return adapter.build(payload)
+
+    replay_stream: Callable[[list[Any]], Any] = ReplayStream
+
+    def hit(
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        entry: Entry,
+        tier: Tier | None,
+        stream: bool,
+        started: float,
+        *,
+        coalesced: bool = False,
+    ) -> Any:
+        """Count a hit, tell observers, and return the marked SDK object."""
+        tokens = entry.total_tokens
+        cost = self.prices.cost(entry.model, entry.prompt_tokens, entry.completion_tokens)
+        label = tier.label if tier is not None else None
+        self.stats.hit(label, tokens, cost, coalesced=coalesced)
+        self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
+        return mark(
+            self.serve(plan, adapter, entry, stream),
+            hit=True,
+            key=plan.key,
+            age=max(0.0, time.time() - entry.created),
+            tokens=tokens,
+            tier=label,
+        )
+
+    def fresh_response(
+        self, response: Any, adapter: EndpointAdapter, key: str, *, stream: bool = False
+    ) -> Any:
+        """Count what the provider's prompt cache reported and mark a live response."""
+        if not stream:
+            self.count_provider_cache(adapter, dump(response))
+        return mark(response, hit=False, key=key)
+
+    def count_provider_cache(self, adapter: EndpointAdapter, payload: Mapping[str, Any]) -> None:
+        """Add provider-cached prompt tokens (and their discount) to the statistics."""
+        usage = adapter.usage(payload)
+        if usage.provider_cached:
+            price = self.prices.get(adapter.model(payload))
+            discount = price.cache_discount(usage.provider_cached) if price else 0.0
+            self.stats.provider_cached(usage.provider_cached, discount)
+
+    def emit(
+        self,
+        name: EventName,
+        plan: Plan,
+        tier: str | None,
+        started: float,
+        *,
+        tokens: int = 0,
+        cost: float = 0.0,
+    ) -> None:
+        """Tell observers, if any, building the event only then."""
+        if self.observers.wanted(name):
+            event = CacheEvent(
+                plan.request, plan.key, tier, time.perf_counter() - started, None, tokens, cost
+            )
+            self.observers.emit(name, event)
+
+    def stale_usable(self, plan: Plan, found: Found | None, window: int | None) -> bool:
+        """Tell whether a stale entry is within a ``stale-*`` directive's window."""
+        return (
+            found is not None
+            and window is not None
+            and staleness(found.entry, time.time(), plan.max_age) <= window
+        )
+
+    def embedding_result(
+        self,
+        call: EmbeddingCall,
+        adapter: EndpointAdapter,
+        result: tuple[dict[str, Any], list[Found | None], Any],
+        started: float,
+    ) -> Any:
+        """Count and mark the answer of a per-input embeddings call."""
+        payload, found, response = result
+        plan = call.plans[0]
+        key = ",".join(dict.fromkeys(p.key for p in call.plans))
+        if not payload:
+            raise self.only_if_cached(plan)
+        hits = [f for f in found if f is not None]
+        tokens = sum(f.entry.total_tokens for f in hits)
+        if response is None:
+            cost = sum(self.prices.cost(f.entry.model, f.entry.prompt_tokens, 0) for f in hits)
+            label = hits[0].tier.label
+            self.stats.hit(label, tokens, cost)
+            self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
+            return mark(
+                adapter.build(payload),
+                hit=True,
+                key=key,
+                age=max(0.0, time.time() - min(f.entry.created for f in hits)),
+                tokens=tokens,
+                tier=label,
+            )
+        self.stats.miss()
+        self.emit("llmcache_on_miss", plan, None, started)
+        return mark(adapter.build(payload), hit=False, key=key, tokens=tokens)
+
+    def only_if_cached(self, plan: Plan) -> CacheMiss:
+        """Count the miss and return the error ``only-if-cached`` raises."""
+        self.stats.miss()
+        return CacheMiss(f"no fresh entry for key {plan.key!r} and only-if-cached was given")
+
+
+class SyncEngine(Engine):
+    """The pipeline of a sync client."""
+
+    tiers: Tiers
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flight: SingleFlight[Outcome] = SingleFlight()
+        self._refreshing: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def call(
+        self, endpoint: Endpoint, kwargs: Mapping[str, Any], upstream: Callable[..., Any]
+    ) -> Any:
+        """Serve one call of ``endpoint`` whose upstream method is ``upstream``."""
+        started = time.perf_counter()
+        params, plan = self.planner.plan(endpoint, kwargs)
+        adapter = self.adapter(endpoint)
+        if plan is None:
+            self.stats.bypass()
+            return self.fresh_response(
+                upstream(**params), adapter, "", stream=bool(params.get("stream"))
+            )
+        stream = bool(params.get("stream"))
+        found: Found | None = None
+        if plan.read_tiers:
+            found, fresh = self.tiers.run(
+                self.tiers.lookup_steps(
+                    plan.pkey, plan.read_tiers, plan.max_age, plan.request, plan.key
+                ),
+                plan.request,
+                plan.key,
+            )
+            if fresh:
+                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+            swr = plan.directives.stale_while_revalidate
+            if self.stale_usable(plan, found, swr):
+                self._refresh(plan, adapter, params, upstream)
+                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+        if plan.directives.only_if_cached:
+            raise self.only_if_cached(plan)
+        if stream:
+            self.stats.miss()
+            live = upstream(**params)
+            recorder = RecordingStream(live, lambda chunks: self._store(plan, adapter, chunks))
+            return mark(recorder, hit=False, key=plan.key)
+        try:
+            outcome, coalesced = self.flight.do(
+                plan.pkey, lambda: self._fetch(plan, adapter, params, upstream)
+            )
+        except Exception:
+            if self.stale_usable(plan, found, plan.directives.stale_if_error):
+                log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
+                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+            raise
+        if coalesced or outcome.found is not None:
+            tier = outcome.found.tier if outcome.found is not None and not coalesced else None
+            return self.hit(plan, adapter, outcome.entry, tier, stream, started, coalesced=True)
+        self.stats.miss()
+        self.emit("llmcache_on_miss", plan, None, started)
+        return self.fresh_response(outcome.response, adapter, plan.key)
+
+    def embed(self, kwargs: Mapping[str, Any], upstream: Callable[..., Any]) -> Any:
+        """Serve ``embeddings.create``, caching each input on its own."""
+        started = time.perf_counter()
+        params, call = EmbeddingCall.prepare(self.planner, kwargs)
+        adapter = self.adapter("embeddings")
+        if call is None:
+            self.stats.bypass()
+            return self.fresh_response(upstream(**params), adapter, "")
+        first = call.plans[0]
+        result = self.tiers.run(call.steps(self.tiers, adapter), first.request, first.key, upstream)
+        return self.embedding_result(call, adapter, result, started)
+
+    def _fetch(
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        params: dict[str, Any],
+        upstream: Callable[..., Any],
+    ) -> Outcome:
+        lock = self._lock_tier if self._lock_tier in plan.write_tiers else None
+        token = None
+        if lock is not None:
+            name = plan.pkey + ":lock"
+            token = self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)))
+            if token is None:  # another process is fetching: wait for its entry
+                found = self._await_other(plan, lock)
+                if found is not None:
+                    return Outcome(None, found.entry, found)
+        try:
+            response = upstream(**params)
+            entry = self.entry_from_payload(plan, adapter, dump(response))
+            self._write(plan, {plan.pkey: entry})
+            return Outcome(response, entry)
+        finally:
+            if lock is not None and token not in (None, FAILED):
+                self.tiers.call(Op(lock, "unlock", (plan.pkey + ":lock", token)))
+
+    def _await_other(self, plan: Plan, tier: Tier) -> Found | None:
+        deadline = time.monotonic() + self.lock_ttl
+        delay = LOCK_POLL
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+            found, fresh = self.tiers.run(self.tiers.lookup_steps(plan.pkey, [tier], plan.max_age))
+            if fresh:
+                return found  # type: ignore[no-any-return]
+            if tier.breaker.is_open:
+                break
+        return None
+
+    def _write(self, plan: Plan, entries: dict[str, Entry]) -> None:
+        if not plan.write_tiers:
+            return
+        started = time.perf_counter()
+        written = self.tiers.run(
+            self.tiers.store_steps(
+                entries, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
+            ),
+            plan.request,
+            plan.key,
+        )
+        for label in written:
+            self.emit("llmcache_on_store", plan, label, started)
+
+    def _store(self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]) -> None:
+        try:
+            entry = self.entry_from_payload(plan, adapter, chunks, "chunks")
+        except Exception:  # a stream we cannot make sense of is simply not stored
+            log.warning("llmcache could not store a stream for %r", plan.key, exc_info=True)
+            return
+        self.count_provider_cache(adapter, adapter.assemble(chunks))
+        self._write(plan, {plan.pkey: entry})
+
+    def _refresh(
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        params: dict[str, Any],
+        upstream: Callable[..., Any],
+    ) -> None:
+        if plan.pkey in self._refreshing:
+            return
+        self._refreshing.add(plan.pkey)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llmcache-refresh")
+
+        def refresh() -> None:
+            try:
+                self.flight.do(
+                    plan.pkey, lambda: self._fetch(plan, adapter, unstreamed(params), upstream)
+                )
+            except Exception:
+                log.warning("llmcache background refresh of %r failed", plan.key, exc_info=True)
+            finally:
+                self._refreshing.discard(plan.pkey)
+
+        self._pool.submit(refresh)
+
+    def close(self) -> None:
+        """Wait for background refreshes, then close the tiers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self.tiers.close()

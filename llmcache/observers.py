@@ -1,0 +1,34 @@
+"""Deliver cache events to the ``llmcache_on_*`` hooks, isolating observers that fail."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from .events import CacheEvent
+from .plugins import PluginRegistry
+
+__all__ = ["Observers"]
+
+log = logging.getLogger("llmcache")
+
+EventName = Literal["llmcache_on_hit", "llmcache_on_miss", "llmcache_on_store", "llmcache_on_error"]
+
+
+class Observers:
+    """Call every implementation of an event hook; one that raises is logged and skipped."""
+
+    def __init__(self, registry: PluginRegistry) -> None:
+        self._registry = registry
+
+    def wanted(self, name: EventName) -> bool:
+        """Tell whether any plugin observes ``name`` (so the event is worth building)."""
+        return bool(getattr(self._registry.pm.hook, name).get_hookimpls())
+
+    def emit(self, name: EventName, event: CacheEvent) -> None:
+        """Deliver ``event`` to each observer of ``name``."""
+        for impl in getattr(self._registry.pm.hook, name).get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception:
+                log.exception("llmcache observer %s.%s raised", impl.plugin_name, name)

@@ -1,0 +1,159 @@
+"""Turn one call's keywords into a plan: its key, TTLs, and which tiers to read and write."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+from .keys import UncacheableRequest, physical_key
+from .options import Directives, split_options
+from .request import NEVER, CacheOptions, CacheRequest, Endpoint
+from .tiers import Tier
+from .ttl import DEFAULT
+
+__all__ = ["Plan", "Planner"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the cache will do for one call.
+
+    :param key: the logical key (namespace excluded).
+    :param pkey: the physical key the backends see.
+    :param read_tiers: the tiers to look in, L1 first (empty with ``no-cache``).
+    :param write_tiers: the tiers to write a fresh answer into (empty when not storing).
+    :param ttl: the entry's TTL in seconds, ``None`` for forever.
+    :param shared_ttl: the TTL in shared tiers (``s-maxage``), or ``None`` for ``ttl``.
+    :param max_age: accept only entries younger than this (``max-age``).
+    :param grace: seconds past expiry that stores keep an entry, for ``stale-*`` directives.
+    """
+
+    request: CacheRequest
+    key: str
+    pkey: str
+    directives: Directives
+    read_tiers: Sequence[Tier]
+    write_tiers: Sequence[Tier]
+    ttl: float | None
+    shared_ttl: float | None
+    max_age: float | None
+    grace: float
+
+    @property
+    def options(self) -> CacheOptions:
+        """The call's parsed ``cache_*`` options."""
+        return self.request.options
+
+
+class Planner:
+    """A client's rules for turning calls into plans."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        *,
+        namespace: str,
+        provider: str,
+        default_ttl: float | None,
+        key_strategy: Any,
+        ttl_policy: Any,
+        sdk_cache_control: bool,
+    ) -> None:
+        self.tiers = list(tiers)
+        self.namespace = namespace
+        self.provider = provider
+        self.default_ttl = default_ttl
+        self.key_strategy = key_strategy
+        self.ttl_policy = ttl_policy
+        self.sdk_cache_control = sdk_cache_control
+        self._warned: set[str] = set()
+        self._local = tuple(t for t in self.tiers if not t.shared)
+        self._shared = tuple(t for t in self.tiers if t.shared)
+
+    def split(
+        self, endpoint: Endpoint, kwargs: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], CacheRequest, Directives]:
+        """Separate llmcache's options from the upstream arguments, strictly."""
+        params, options, directives = split_options(
+            kwargs, sdk_cache_control=self.sdk_cache_control
+        )
+        if options.tier is not None and options.tier > len(self.tiers):
+            raise ValueError(
+                f"cache_tier={options.tier} but this client has {len(self.tiers)} "
+                f"tier{'s' if len(self.tiers) != 1 else ''}"
+            )
+        request = CacheRequest(endpoint, params, options, self.namespace, self.provider)
+        return params, request, directives
+
+    def plan(
+        self, endpoint: Endpoint, kwargs: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], Plan | None]:
+        """Return the upstream arguments and the plan, or ``None`` to bypass the cache."""
+        params, request, directives = self.split(endpoint, kwargs)
+        ttl = self.ttl(request, directives)
+        if ttl is NEVER:
+            return params, None
+        key = self.key(request)
+        if key is None:
+            return params, None
+        return params, self.plan_for(request, directives, key, ttl)
+
+    def ttl(self, request: CacheRequest, directives: Directives) -> Any:
+        """Resolve the TTL: cache_control, then cache_ttl, then the policy, then default_ttl.
+
+        Returns seconds, ``None`` (forever) or :data:`NEVER`.
+        """
+        if directives.no_store:
+            return NEVER
+        if directives.max_age is not None:
+            return float(directives.max_age)
+        options = request.options
+        if options.ttl is not None:
+            return None if math.isinf(options.ttl) else options.ttl
+        ttl = self.ttl_policy.ttl(request)
+        if ttl is NEVER and options.control is not None:
+            ttl = DEFAULT  # an explicit per-call option overrides the policy's NEVER
+        if ttl is DEFAULT:
+            return self.default_ttl
+        return ttl
+
+    def key(self, request: CacheRequest) -> str | None:
+        """Return the logical key, or ``None`` (warned once per argument) if uncacheable."""
+        try:
+            key = self.key_strategy.key(request)
+        except UncacheableRequest as exc:
+            if exc.argument not in self._warned:
+                self._warned.add(exc.argument)
+                warnings.warn(f"llmcache: {exc}; such calls go upstream uncached", stacklevel=5)
+            return None
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"key strategy {self.key_strategy!r} returned {key!r}, not a string")
+        return key
+
+    def plan_for(
+        self, request: CacheRequest, directives: Directives, key: str, ttl: float | None
+    ) -> Plan:
+        """Build the plan of a request whose key and TTL are known."""
+        options = request.options
+        selected = {"local": self._local, "distributed": self._shared}.get(
+            options.strategy, tuple(self.tiers)
+        )
+        writes = selected[: options.tier] if options.tier is not None else selected
+        if ttl is not None and ttl <= 0:
+            writes = ()
+        return Plan(
+            request=request,
+            key=key,
+            pkey=physical_key(self.namespace, key),
+            directives=directives,
+            read_tiers=() if directives.no_cache else selected,
+            write_tiers=writes,
+            ttl=ttl,
+            shared_ttl=None if directives.s_maxage is None else float(directives.s_maxage),
+            max_age=None if directives.max_age is None else float(directives.max_age),
+            grace=float(directives.stale_window),
+        )

@@ -1,0 +1,117 @@
+"""How the core talks about one API method's responses, whatever the SDK.
+
+An :class:`EndpointAdapter` turns SDK objects into plain payloads (for entries) and back,
+reads token counts, and converts between a whole response and a stream of chunks, so that
+streamed and plain calls of the same request share one entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import TypeAdapter, ValidationError
+
+__all__ = ["EndpointAdapter", "Provider", "Usage", "dump", "usage_number"]
+
+
+def dump(obj: Any) -> dict[str, Any]:
+    """Return an SDK object as plain JSON-compatible data (only the fields it was given)."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    to_dict = getattr(obj, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()  # type: ignore[no-any-return]
+    return obj.model_dump(mode="json", by_alias=True, exclude_unset=True)  # type: ignore[no-any-return]
+
+
+def usage_number(payload: Mapping[str, Any], *path: str) -> int:
+    """Return the integer at ``payload[path[0]][path[1]]...``, or 0."""
+    value: Any = payload
+    for part in path:
+        if not isinstance(value, Mapping):
+            return 0
+        value = value.get(part)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one response."""
+
+    prompt: int = 0
+    completion: int = 0
+    provider_cached: int = 0
+
+
+class EndpointAdapter:
+    """The response handling of one endpoint; subclasses set the types and conversions.
+
+    :cvar endpoint: the endpoint name, such as ``"chat.completions"``.
+    :cvar response_type: the SDK type of a whole response.
+    :cvar chunk_type: the SDK type (or union) of one stream chunk or event.
+    """
+
+    endpoint: ClassVar[str]
+    response_type: ClassVar[Any]
+    chunk_type: ClassVar[Any]
+
+    def __init__(self) -> None:
+        self._chunk_adapter: TypeAdapter[Any] | None = None
+
+    def build(self, payload: Mapping[str, Any]) -> Any:
+        """Return the SDK object for a stored response payload."""
+        try:
+            return self.response_type.model_validate(payload)
+        except ValidationError:  # a lenient upstream: keep what it sent, as the SDK would
+            return self.response_type.construct(**payload)
+
+    def build_chunk(self, payload: Mapping[str, Any]) -> Any:
+        """Return the SDK object for a stored chunk payload."""
+        if hasattr(self.chunk_type, "model_validate"):
+            try:
+                return self.chunk_type.model_validate(payload)
+            except ValidationError:
+                return self.chunk_type.construct(**payload)
+        if self._chunk_adapter is None:
+            self._chunk_adapter = TypeAdapter(self.chunk_type)
+        return self._chunk_adapter.validate_python(payload)
+
+    def usage(self, payload: Mapping[str, Any]) -> Usage:
+        """Return the token counts of a response payload."""
+        return Usage(
+            usage_number(payload, "usage", "prompt_tokens"),
+            usage_number(payload, "usage", "completion_tokens"),
+            usage_number(payload, "usage", "prompt_tokens_details", "cached_tokens"),
+        )
+
+    def model(self, payload: Mapping[str, Any]) -> str | None:
+        """Return the model that answered."""
+        model = payload.get("model")
+        return model if isinstance(model, str) else None
+
+    def assemble(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Return the whole-response payload a stream of chunk payloads amounts to."""
+        raise NotImplementedError
+
+    def synthesize(
+        self, payload: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Return chunk payloads that replay a whole response as a stream."""
+        raise NotImplementedError
+
+    def replay(
+        self, chunks: list[dict[str, Any]], params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Adapt stored chunks to this request's stream options (usage chunk or not)."""
+        return chunks
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """One SDK family: its name and its endpoint adapters."""
+
+    name: str
+    adapters: Mapping[str, EndpointAdapter]
+    sdk_cache_control: bool = False  # the SDK has a cache_control parameter of its own

@@ -1,0 +1,413 @@
+"""Tiered storage: L1 → Ln lookups with promotion, writes, clears, fail-open.
+
+The tier logic is written once, as generators that yield the backend operations they need
+(:class:`Op`) and receive each result; :class:`Tiers` drives them with blocking calls and
+:class:`AsyncTiers` with awaits. Every operation goes through the tier's circuit breaker:
+a failing tier is skipped (fail-open) and counted, or raises
+:class:`~llmcache.BackendError` when ``fail_open=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .breaker import CircuitBreaker
+from .codec import Codec, CorruptEntry, Entry
+from .errors import BackendError, ConfigError
+from .events import CacheEvent
+from .observers import Observers
+from .plugins import PluginRegistry
+from .request import CacheRequest
+from .stats import StatsRecorder
+from .urls import TierURL, parse_tier_url
+
+__all__ = ["AsyncTiers", "Found", "Op", "Tier", "Tiers", "build_tiers"]
+
+log = logging.getLogger("llmcache")
+
+
+@dataclass(eq=False)
+class Tier:
+    """One level of the cache: a backend with its label, limits and breaker."""
+
+    label: str
+    url: TierURL
+    backend: Any
+    shared: bool
+    timeout: float
+    breaker: CircuitBreaker
+    inline: bool = False  # an async backend that never blocks: no timeout task needed
+
+    @property
+    def max_ttl(self) -> float | None:
+        """The cap on TTLs written here, from ``?max_ttl=``."""
+        return self.url.max_ttl
+
+
+def build_tiers(
+    urls: Sequence[str],
+    registry: PluginRegistry,
+    *,
+    is_async: bool,
+    timeout: float,
+    failure_threshold: int,
+    recovery_time: float,
+) -> list[Tier]:
+    """Build the tiers of a client from its URLs (no connection is made).
+
+    :raises ConfigError: a URL is malformed or its scheme unknown.
+    """
+    if isinstance(urls, str):
+        raise ConfigError(f"tiers must be a list of URLs, not the string {urls!r}")
+    if not urls:
+        raise ConfigError("tiers must name at least one tier URL")
+    tiers = []
+    for level, raw in enumerate(urls, start=1):
+        url = parse_tier_url(raw)
+        spec = registry.backend(url.scheme) if url.scheme in registry.schemes() else None
+        if spec is None:
+            spec = registry.backend(url.scheme.split("+", 1)[0])
+        per_call = url.timeout or timeout
+        if is_async:
+            if spec.async_factory is not None:
+                backend = spec.async_factory(url.url, timeout=per_call)
+            else:
+                from .backends.base import SyncToAsync
+
+                backend = SyncToAsync(spec.factory(url.url, timeout=per_call))
+        else:
+            backend = spec.factory(url.url, timeout=per_call)
+        tiers.append(
+            Tier(
+                label=f"L{level}:{url.kind}",
+                url=url,
+                backend=backend,
+                shared=bool(getattr(backend, "shared", False)),
+                timeout=per_call,
+                breaker=CircuitBreaker(failure_threshold, recovery_time),
+                inline=getattr(backend, "in_thread", True) is False,
+            )
+        )
+    return tiers
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """A backend call a tier generator needs: ``tier.backend.<method>(*args, **kwargs)``."""
+
+    tier: Tier
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+FAILED: Any = object()  # what a generator receives for a skipped or failed operation
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An entry read from a tier."""
+
+    entry: Entry
+    tier: Tier
+    data: bytes
+
+
+def _fresh(entry: Entry, now: float, max_age: float | None) -> bool:
+    if entry.expires is not None and now >= entry.expires:
+        return False
+    return max_age is None or now - entry.created <= max_age
+
+
+def staleness(entry: Entry, now: float, max_age: float | None) -> float:
+    """Seconds since ``entry`` stopped being fresh (negative while fresh)."""
+    ends = math.inf if entry.expires is None else entry.expires
+    if max_age is not None:
+        ends = min(ends, entry.created + max_age)
+    return now - ends
+
+
+def physical_ttl(tier: Tier, ttl: float | None, grace: float) -> float | None:
+    """The TTL to give a backend: the entry's TTL plus the stale grace, capped by max_ttl."""
+    seconds = None if ttl is None else ttl + grace
+    if tier.max_ttl is not None:
+        seconds = tier.max_ttl if seconds is None else min(seconds, tier.max_ttl)
+    return seconds
+
+
+Steps = Generator[Any, Any, Any]
+
+
+class _TierLogic:
+    """What the tiers do, independent of how the backend calls are made."""
+
+    def __init__(
+        self,
+        tiers: list[Tier],
+        codec: Codec,
+        stats: StatsRecorder,
+        observers: Observers,
+        *,
+        fail_open: bool = True,
+    ) -> None:
+        self.tiers = tiers
+        self.codec = codec
+        self.stats = stats
+        self.observers = observers
+        self.fail_open = fail_open
+
+    # -- failure handling ------------------------------------------------------------------
+
+    def _failed(
+        self, tier: Tier, exc: BaseException, request: CacheRequest | None, key: str
+    ) -> None:
+        self.stats.error()
+        log.warning("llmcache tier %s failed: %s", tier.label, _describe(exc, tier))
+        if request is not None and self.observers.wanted("llmcache_on_error"):
+            self.observers.emit("llmcache_on_error", CacheEvent(request, key, tier.label, 0.0, exc))
+        if not self.fail_open:
+            raise BackendError(f"cache tier {tier.label} failed: {_describe(exc, tier)}") from exc
+
+    def _skipped(self, tier: Tier) -> None:
+        if not self.fail_open:
+            raise BackendError(
+                f"cache tier {tier.label} is unavailable (circuit open after repeated failures)"
+            )
+
+    def _decode(
+        self, tier: Tier, data: bytes, pkey: str, request: CacheRequest | None, key: str
+    ) -> Entry | None:
+        try:
+            return self.codec.decode(data, pkey)
+        except CorruptEntry as exc:
+            self.stats.error()
+            log.warning("llmcache dropped a bad entry in %s: %s", tier.label, exc)
+            if request is not None and self.observers.wanted("llmcache_on_error"):
+                self.observers.emit(
+                    "llmcache_on_error", CacheEvent(request, key, tier.label, 0.0, exc)
+                )
+            return None
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def lookup_steps(
+        self,
+        pkey: str,
+        tiers: Sequence[Tier],
+        max_age: float | None,
+        request: CacheRequest | None = None,
+        key: str = "",
+    ) -> Steps:
+        """Find the first fresh entry, promoting it into the tiers above; else the first stale.
+
+        Returns ``(found, fresh)`` or ``(None, False)``.
+        """
+        stale: Found | None = None
+        for level, tier in enumerate(tiers):
+            data = yield Op(tier, "get", (pkey,))
+            if data is FAILED or data is None:
+                continue
+            entry = self._decode(tier, data, pkey, request, key)
+            if entry is None:
+                yield Op(tier, "delete", ([pkey],))
+                continue
+            now = time.time()
+            if _fresh(entry, now, max_age):
+                yield from self._promote_steps(pkey, entry, data, tiers[:level], now)
+                return Found(entry, tier, data), True
+            if stale is None:
+                stale = Found(entry, tier, data)
+        return stale, False
+
+    def lookup_many_steps(self, pkeys: Sequence[str], tiers: Sequence[Tier]) -> Steps:
+        """Find fresh entries for many keys, a multi-get per tier; promote what lower tiers had.
+
+        Returns a list aligned with ``pkeys`` of :class:`Found` or ``None``.
+        """
+        found: list[Found | None] = [None] * len(pkeys)
+        for level, tier in enumerate(tiers):
+            wanted = [i for i, f in enumerate(found) if f is None]
+            if not wanted:
+                break
+            values = yield Op(tier, "get_many", ([pkeys[i] for i in wanted],))
+            if values is FAILED:
+                continue
+            bad = []
+            now = time.time()
+            for i, data in zip(wanted, values, strict=True):
+                if data is None:
+                    continue
+                entry = self._decode(tier, data, pkeys[i], None, pkeys[i])
+                if entry is None:
+                    bad.append(pkeys[i])
+                elif _fresh(entry, now, None):
+                    found[i] = Found(entry, tier, data)
+                    yield from self._promote_steps(pkeys[i], entry, data, tiers[:level], now)
+            if bad:
+                yield Op(tier, "delete", (bad,))
+        return found
+
+    def _promote_steps(
+        self, pkey: str, entry: Entry, data: bytes, above: Sequence[Tier], now: float
+    ) -> Steps:
+        remaining = entry.remaining(now)
+        for tier in above:
+            yield Op(
+                tier,
+                "set",
+                (pkey, data, physical_ttl(tier, remaining, 0.0)),
+                {"created": entry.created},
+            )
+
+    def store_steps(
+        self,
+        items: dict[str, Entry],
+        tiers: Sequence[Tier],
+        ttl: float | None,
+        shared_ttl: float | None,
+        grace: float,
+    ) -> Steps:
+        """Write entries (one TTL for all) into ``tiers``; return the labels written."""
+        written = []
+        encoded: dict[float | None, dict[str, bytes]] = {}
+        for tier in tiers:
+            tier_ttl = shared_ttl if tier.shared and shared_ttl is not None else ttl
+            if tier_ttl not in encoded:
+                encoded[tier_ttl] = {
+                    pkey: self.codec.encode(
+                        dataclasses.replace(
+                            entry, expires=None if tier_ttl is None else entry.created + tier_ttl
+                        )
+                    )
+                    for pkey, entry in items.items()
+                }
+            blobs = encoded[tier_ttl]
+            created = next(iter(items.values())).created
+            seconds = physical_ttl(tier, tier_ttl, grace)
+            if len(blobs) == 1:
+                [(pkey, blob)] = blobs.items()
+                result = yield Op(tier, "set", (pkey, blob, seconds), {"created": created})
+            else:
+                result = yield Op(tier, "set_many", (blobs, seconds), {"created": created})
+            if result is not FAILED:
+                written.append(tier.label)
+        return written
+
+    def clear_steps(self, pattern: str, older_than: float | None) -> Steps:
+        """Clear every tier; return the number of entries the countable tiers removed."""
+        removed = 0
+        for tier in self.tiers:
+            count = yield Op(tier, "clear", (pattern, older_than))
+            if count is not FAILED and count is not None:
+                removed += int(count)
+        return removed
+
+
+def _describe(exc: BaseException, tier: Tier) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # drivers sometimes echo the URL: never let a password through
+    password = tier.url.url.split("@", 1)[0].rsplit(":", 1)[-1] if "@" in tier.url.url else ""
+    if password and "/" not in password:
+        text = text.replace(password, "***")
+    return text
+
+
+class Tiers(_TierLogic):
+    """The tiers of a sync client."""
+
+    def run(
+        self,
+        steps: Steps,
+        request: CacheRequest | None = None,
+        key: str = "",
+        upstream: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Drive a step generator to its result, making each backend call.
+
+        A step that is not an :class:`Op` (an upstream call) goes to ``upstream``.
+        """
+        try:
+            op = next(steps)
+            while True:
+                if isinstance(op, Op):
+                    op = steps.send(self.call(op, request, key))
+                else:
+                    op = steps.send(upstream(**op.params))  # type: ignore[misc]
+        except StopIteration as done:
+            return done.value
+
+    def call(self, op: Op, request: CacheRequest | None = None, key: str = "") -> Any:
+        """Make one guarded backend call; :data:`FAILED` when skipped or failed."""
+        tier = op.tier
+        if not tier.breaker.allow():
+            self._skipped(tier)
+            return FAILED
+        try:
+            result = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
+        except Exception as exc:
+            tier.breaker.failure()
+            self._failed(tier, exc, request, key)
+            return FAILED
+        tier.breaker.success()
+        return result
+
+    def close(self) -> None:
+        """Close every backend."""
+        for tier in self.tiers:
+            try:
+                tier.backend.close()
+            except Exception:
+                log.warning("llmcache tier %s failed to close", tier.label, exc_info=True)
+
+
+class AsyncTiers(_TierLogic):
+    """The tiers of an async client; each call is bounded by the tier's timeout."""
+
+    async def run(
+        self,
+        steps: Steps,
+        request: CacheRequest | None = None,
+        key: str = "",
+        upstream: Callable[..., Awaitable[Any]] | None = None,
+    ) -> Any:
+        """Drive a step generator to its result, awaiting each backend call."""
+        try:
+            op = next(steps)
+            while True:
+                if isinstance(op, Op):
+                    op = steps.send(await self.call(op, request, key))
+                else:
+                    op = steps.send(await upstream(**op.params))  # type: ignore[misc]
+        except StopIteration as done:
+            return done.value
+
+    async def call(self, op: Op, request: CacheRequest | None = None, key: str = "") -> Any:
+        """Make one guarded backend call; :data:`FAILED` when skipped or failed."""
+        tier = op.tier
+        if not tier.breaker.allow():
+            self._skipped(tier)
+            return FAILED
+        try:
+            call = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
+            result = await (call if tier.inline else asyncio.wait_for(call, tier.timeout))
+        except Exception as exc:
+            tier.breaker.failure()
+            self._failed(tier, exc, request, key)
+            return FAILED
+        tier.breaker.success()
+        return result
+
+    async def close(self) -> None:
+        """Close every backend."""
+        for tier in self.tiers:
+            try:
+                await tier.backend.close()
+            except Exception:
+                log.warning("llmcache tier %s failed to close", tier.label, exc_info=True)
