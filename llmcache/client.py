@@ -135,6 +135,7 @@ class CachedClient:
             key_strategy=_resolve("key_strategy", key_strategy, registry.key_strategy, "key"),
             ttl_policy=_resolve("ttl_policy", ttl_policy, registry.ttl_policy, "ttl"),
             sdk_cache_control=self._provider.sdk_cache_control,
+            provider_name=self._provider.name,
         )
         engine_type = self._engine_type()
         self._engine = engine_type(

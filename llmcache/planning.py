@@ -11,6 +11,7 @@ from typing import Any
 from .errors import ConfigError
 from .keys import UncacheableRequest, physical_key
 from .options import Directives, split_options
+from .prompt import mark_prefix
 from .request import NEVER, CacheOptions, CacheRequest, Endpoint
 from .tiers import Tier
 from .ttl import DEFAULT
@@ -62,6 +63,7 @@ class Planner:
         key_strategy: Any,
         ttl_policy: Any,
         sdk_cache_control: bool,
+        provider_name: str = "openai",
     ) -> None:
         self.tiers = list(tiers)
         self.namespace = namespace
@@ -70,6 +72,7 @@ class Planner:
         self.key_strategy = key_strategy
         self.ttl_policy = ttl_policy
         self.sdk_cache_control = sdk_cache_control
+        self.provider_name = provider_name
         self._warned: set[str] = set()
         self._local = tuple(t for t in self.tiers if not t.shared)
         self._shared = tuple(t for t in self.tiers if t.shared)
@@ -92,8 +95,14 @@ class Planner:
     def plan(
         self, endpoint: Endpoint, kwargs: Mapping[str, Any]
     ) -> tuple[dict[str, Any], Plan | None]:
-        """Return the upstream arguments and the plan, or ``None`` to bypass the cache."""
+        """Return the upstream arguments and the plan, or ``None`` to bypass the cache.
+
+        The key is computed from the caller's arguments; the upstream ones may differ by
+        the prompt-prefix marks of ``cache_prompt=True``.
+        """
         params, request, directives = self.split(endpoint, kwargs)
+        if request.options.prompt:  # sent upstream, never part of the key
+            params = mark_prefix(self.provider_name, params)
         ttl = self.ttl(request, directives)
         if ttl is NEVER:
             return params, None

@@ -9,10 +9,26 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
-__all__ = ["AsyncCacheBackend", "CacheBackend", "SyncToAsync", "reject_unknown_options"]
+__all__ = [
+    "AsyncCacheBackend",
+    "CacheBackend",
+    "StoredEntry",
+    "SyncToAsync",
+    "reject_unknown_options",
+]
+
+
+class StoredEntry(NamedTuple):
+    """What :meth:`CacheBackend.scan` reports of one stored value."""
+
+    key: str
+    size: int
+    created: float | None
+    expires: float | None
+
 
 T = TypeVar("T")
 
@@ -67,6 +83,18 @@ class CacheBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
         """Release connections and files."""
+
+    # -- optional: listing, for ``llmcache stats`` ---------------------------------------
+
+    supports_scan: ClassVar[bool] = False
+
+    def scan(self, pattern: str | None = None) -> Iterator[StoredEntry]:
+        """Yield what is stored under keys matching ``pattern`` (a glob; ``None``: all).
+
+        Only called when :attr:`supports_scan` is true; stores that cannot list their keys
+        (memcached) leave it out.
+        """
+        raise NotImplementedError
 
     # -- optional: cross-process single-flight -------------------------------------------
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import globs
 from ..errors import ConfigError
 from ..hookspecs import RegisterBackend, hookimpl
-from .base import CacheBackend, SyncToAsync, reject_unknown_options
+from .base import CacheBackend, StoredEntry, SyncToAsync, reject_unknown_options
 
 __all__ = ["MemoryBackend"]
 
@@ -103,6 +103,17 @@ class MemoryBackend(CacheBackend):
             for key in doomed:
                 self._drop(key)
         return len(doomed)
+
+    supports_scan = True
+
+    def scan(self, pattern: str | None = None) -> Iterator[StoredEntry]:
+        match = globs.to_regex(pattern).match if pattern is not None else None
+        now = time.time()
+        with self._lock:
+            items = list(self._items.items())
+        for key, item in items:
+            if (match is None or match(key)) and (item.expires is None or item.expires > now):
+                yield StoredEntry(key, len(item.value), item.created, item.expires)
 
     def close(self) -> None:
         with self._lock:
