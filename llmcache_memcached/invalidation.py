@@ -1,0 +1,220 @@
+"""Invalidation records: how ``clear`` works on a store that cannot list its keys.
+
+Each scope (the whole store, or one namespace) has a small record on every server::
+
+    gen      random 64-bit generation; entries written under another one are dead
+    seq      a counter raised by every change of the record
+    max_ttl  the longest TTL any entry of this generation was written with (inf: forever)
+    rules    (seq, pattern, cutoff, applied): "entries matching pattern, created at or
+             before cutoff (any age if None) and written before seq, are dead"
+
+Every stored value carries the ``(gen, seq)`` of its server's records as the writer last
+saw them. A writer's view can only lag the record, so a tag is never newer than the record
+was when the value was written: a rule recorded before a read therefore covers every entry
+that existed when the rule was recorded, whatever the clocks say.
+
+Clearing a whole scope draws a new generation (O(1), nothing else to keep). Any other clear
+adds a rule. Rules are dropped when a newer rule covers them, when no entry they cover can
+still live (``applied + max_ttl + CLOCK_MARGIN`` has passed), or all at once by a new
+generation when a scope holds more than ``max_rules`` of them (which also invalidates the
+rest of that scope: safe, never stale).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from llmcache import globs
+
+__all__ = [
+    "CLOCK_MARGIN",
+    "DEFAULT_MAX_RULES",
+    "Rule",
+    "ScopeState",
+    "StateCache",
+    "fresh_state",
+]
+
+FORMAT = 1
+CLOCK_MARGIN = 300.0  # seconds of clock skew between processes that rule expiry tolerates
+DEFAULT_MAX_RULES = 64
+
+
+def _new_gen() -> int:
+    return secrets.randbits(64) | 1  # never 0: 0 tags values written outside any scope
+
+
+class Rule:
+    """One recorded clear.
+
+    :param seq: the record's ``seq`` that this clear produced.
+    :param pattern: the glob over physical keys, or ``None`` for every key of the scope.
+    :param cutoff: entries created at or before this Unix time; ``None`` for any age.
+    :param applied: when the clear was recorded (the clearing process's clock).
+    """
+
+    __slots__ = ("_match", "applied", "cutoff", "pattern", "seq")
+
+    def __init__(self, seq: int, pattern: str | None, cutoff: float | None, applied: float):
+        self.seq = seq
+        self.pattern = pattern
+        self.cutoff = cutoff
+        self.applied = applied
+        self._match: Callable[[str], re.Match[str] | None] | None = (
+            None if pattern is None else globs.to_regex(pattern).match
+        )
+
+    def covers(self, key: str, created: float) -> bool:
+        """Tell whether an entry (written before this rule) is dead under it."""
+        if self.cutoff is not None and created > self.cutoff:
+            return False
+        return self._match is None or self._match(key) is not None
+
+    def includes(self, other: Rule) -> bool:
+        """Tell whether every entry ``other`` covers is also covered by this newer rule."""
+        if self.cutoff is not None and (other.cutoff is None or other.cutoff > self.cutoff):
+            return False
+        return _pattern_includes(self.pattern, other.pattern)
+
+    def dump(self) -> list[Any]:
+        return [self.seq, self.pattern, self.cutoff, self.applied]
+
+    def __repr__(self) -> str:
+        return f"Rule(seq={self.seq}, pattern={self.pattern!r}, cutoff={self.cutoff})"
+
+
+def _pattern_includes(outer: str | None, inner: str | None) -> bool:
+    """A sound (not complete) test that glob ``outer`` matches every key ``inner`` does."""
+    if outer is None or outer == inner:
+        return True
+    if inner is None:
+        return False
+    tokens = list(globs.tokens(outer))
+    if not tokens or tokens[-1][0] != "star" or any(k != "lit" for k, _ in tokens[:-1]):
+        return False  # only "<literal>*" is compared, which covers the usual prefix clears
+    prefix = "".join(c for _, c in tokens[:-1])
+    inner_prefix: list[str] = []
+    for kind, char in globs.tokens(inner):
+        if kind != "lit":
+            break
+        inner_prefix.append(char)
+    return "".join(inner_prefix).startswith(prefix)
+
+
+class ScopeState:
+    """One scope's invalidation record on one server (immutable)."""
+
+    __slots__ = ("gen", "max_ttl", "rules", "seq", "top")
+
+    def __init__(self, gen: int, seq: int, max_ttl: float, rules: tuple[Rule, ...] = ()):
+        self.gen = gen
+        self.seq = seq
+        self.max_ttl = max_ttl
+        self.rules = tuple(sorted(rules, key=lambda rule: rule.seq, reverse=True))
+        self.top = self.rules[0].seq if self.rules else 0
+
+    def invalidates(self, key: str, tag: int, created: float) -> bool:
+        """Tell whether a value of this generation tagged ``tag`` is dead under the rules."""
+        if tag >= self.top:
+            return False
+        for rule in self.rules:
+            if rule.seq <= tag:
+                return False
+            if rule.covers(key, created):
+                return True
+        return False
+
+    # -- changes (each returns a new record) ---------------------------------------------
+
+    def with_max_ttl(self, ttl: float) -> ScopeState:
+        """Return this record allowing values that live ``ttl`` seconds (inf: forever)."""
+        return ScopeState(self.gen, self.seq + 1, max(self.max_ttl, ttl), self.rules)
+
+    def with_clear(
+        self,
+        pattern: str | None,
+        cutoff: float | None,
+        *,
+        now: float,
+        max_rules: int = DEFAULT_MAX_RULES,
+    ) -> ScopeState:
+        """Return this record after ``clear(pattern, cutoff)``.
+
+        :param pattern: a glob over physical keys, ``None`` for the whole scope.
+        :param cutoff: only entries created at or before this time; ``None`` for any age.
+        """
+        seq = self.seq + 1
+        if pattern is None and cutoff is None:
+            return ScopeState(_new_gen(), seq, 0.0)
+        rule = Rule(seq, pattern, cutoff, now)
+        horizon = now - self.max_ttl - CLOCK_MARGIN
+        kept = [old for old in self.rules if old.applied >= horizon and not rule.includes(old)]
+        if len(kept) >= max_rules:
+            return ScopeState(_new_gen(), seq, 0.0)  # too many rules: a new generation
+        return ScopeState(self.gen, seq, self.max_ttl, (rule, *kept))
+
+    # -- bytes ---------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """Return the record as stored in memcached."""
+        packed: bytes = msgpack.packb(
+            [FORMAT, self.gen, self.seq, self.max_ttl, [rule.dump() for rule in self.rules]]
+        )
+        return packed
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ScopeState:
+        """Parse a stored record.
+
+        :raises ValueError: the bytes are not a record of this format.
+        """
+        try:
+            fmt, gen, seq, max_ttl, rules = msgpack.unpackb(raw)
+            if fmt == FORMAT and isinstance(gen, int) and isinstance(seq, int):
+                return cls(
+                    gen,
+                    seq,
+                    float(max_ttl),
+                    tuple(Rule(int(s), p, c, float(a)) for s, p, c, a in rules),
+                )
+        except Exception as exc:
+            raise ValueError(f"not an invalidation record: {exc}") from exc
+        raise ValueError(f"not an invalidation record of format {FORMAT}")
+
+    def __repr__(self) -> str:
+        return (
+            f"ScopeState(gen={self.gen:#x}, seq={self.seq}, max_ttl={self.max_ttl}, "
+            f"rules={list(self.rules)})"
+        )
+
+
+def fresh_state() -> ScopeState:
+    """Return a record for a scope that has none: a new generation, no rules."""
+    return ScopeState(_new_gen(), 1, 0.0)
+
+
+class StateCache:
+    """Parsed records by their bytes, so that a read parses a record only when it changed."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._parsed: dict[bytes, ScopeState | None] = {}
+
+    def parse(self, raw: bytes) -> ScopeState | None:
+        """Return the record in ``raw``, or ``None`` when it is not a valid record."""
+        parsed = self._parsed.get(raw, self)
+        if parsed is not self:
+            return parsed  # type: ignore[return-value]
+        try:
+            state: ScopeState | None = ScopeState.decode(raw)
+        except ValueError:
+            state = None
+        if len(self._parsed) >= self.size:
+            self._parsed.clear()
+        self._parsed[raw] = state
+        return state

@@ -1,0 +1,169 @@
+"""The servers of a memcached tier: rendezvous hashing and per-server failure tracking.
+
+Keys are placed by rendezvous (highest random weight) hashing: each key goes to the server
+with the highest score for it, so adding a server to ``n`` moves about ``1/(n+1)`` of the
+keys and removing one moves only that server's keys. A server that fails is marked down
+for ``dead_timeout`` seconds: its keys are misses (and its writes are skipped) without
+waiting on it, while the other servers keep serving; then one caller tries it again.
+Keys never move to another server while one is down, so a returning server never meets
+entries that were written elsewhere in the meantime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["Server", "ServerDown", "ServerPool", "server_name"]
+
+log = logging.getLogger("llmcache.memcached")
+
+_MASK = (1 << 64) - 1
+
+
+class ServerDown(ConnectionError):
+    """Every server of the tier failed recently; none was tried this time."""
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread 64-bit mix."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def _hash64(text: str) -> int:
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def server_name(spec: tuple[str, int] | str) -> str:
+    """Return ``host:port`` (``[v6]:port``) or a socket path: a server's stable name."""
+    if isinstance(spec, str):
+        return spec
+    host, port = spec
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Server:
+    """One memcached server: its connection pool and its health."""
+
+    __slots__ = ("client", "down_until", "failures", "name", "seed")
+
+    def __init__(self, name: str, client: Any) -> None:
+        self.name = name
+        self.client = client
+        self.seed = _hash64(name)
+        self.down_until = 0.0  # 0: healthy; else skipped until this monotonic time
+        self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"Server({self.name!r}, down={self.down_until > time.monotonic()})"
+
+
+class ServerPool:
+    """A list of memcached servers behind one tier URL.
+
+    :param servers: ``(host, port)`` tuples or Unix socket paths.
+    :param timeout: seconds for connecting and for each socket read or write.
+    :param pool_size: connections kept per server (``None``: as many as threads need).
+    :param dead_timeout: seconds a failed server is skipped before it is tried again.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[tuple[str, int] | str],
+        *,
+        timeout: float,
+        pool_size: int | None = None,
+        dead_timeout: float = 5.0,
+    ) -> None:
+        from pymemcache.client.base import PooledClient
+        from pymemcache.exceptions import MemcacheError
+
+        self.errors: tuple[type[BaseException], ...] = (OSError, MemcacheError)
+        self.dead_timeout = dead_timeout
+        self._lock = threading.Lock()
+        self.servers = [
+            Server(
+                server_name(spec),
+                PooledClient(
+                    spec,
+                    connect_timeout=timeout,
+                    timeout=timeout,
+                    no_delay=True,
+                    default_noreply=False,  # a write has reached the store when it returns
+                    max_pool_size=pool_size,
+                ),
+            )
+            for spec in servers
+        ]
+        self._single = self.servers[0] if len(self.servers) == 1 else None
+
+    def route(self, key: str) -> Server:
+        """Return the server that holds ``key`` (a memcached key)."""
+        if self._single is not None:
+            return self._single
+        h = _hash64(key)
+        return max(self.servers, key=lambda server: _mix(h ^ server.seed))
+
+    # -- health --------------------------------------------------------------------------
+
+    def usable(self, server: Server) -> bool:
+        """Tell whether to call ``server`` now; claims the retry of a down server."""
+        if not server.down_until:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if now < server.down_until:
+                return False
+            # one caller tries it again; the others keep skipping it meanwhile
+            server.down_until = now + self.dead_timeout
+            return True
+
+    def succeeded(self, server: Server) -> None:
+        """Record that ``server`` answered."""
+        if server.down_until:
+            with self._lock:
+                server.down_until = 0.0
+            log.info("memcached server %s is back", server.name)
+
+    def failed(self, server: Server, error: BaseException) -> None:
+        """Record that ``server`` failed: skip it for ``dead_timeout`` seconds."""
+        with self._lock:
+            was_up = not server.down_until
+            server.down_until = time.monotonic() + self.dead_timeout
+            server.failures += 1
+        if was_up:
+            log.warning(
+                "memcached server %s failed (%s: %s); skipping it for %g s",
+                server.name,
+                type(error).__name__,
+                error,
+                self.dead_timeout,
+            )
+
+    def all_down(self) -> bool:
+        """Tell whether every server is being skipped right now."""
+        now = time.monotonic()
+        return all(now < server.down_until for server in self.servers)
+
+    def unavailable(self) -> ServerDown:
+        """Return the error for a call that found every server down."""
+        names = ", ".join(server.name for server in self.servers)
+        return ServerDown(f"every memcached server failed recently ({names})")
+
+    @property
+    def failures(self) -> int:
+        """Server failures seen by this process."""
+        return sum(server.failures for server in self.servers)
+
+    def close(self) -> None:
+        """Close every connection."""
+        for server in self.servers:
+            server.client.close()
