@@ -1,0 +1,153 @@
+"""How ``clear`` works, written once for the four backends (sync/async, server/cluster).
+
+The plan is a generator that yields the store operations it needs (:class:`Scan`,
+:class:`Remove`, :class:`Members`, :class:`Prune`, :class:`Unlink`) and receives each
+result; a backend drives it with blocking calls or awaits. Nothing here talks to Redis.
+
+- By glob: ``SCAN MATCH`` in batches of ``batch`` keys, each batch removed with ``UNLINK``
+  and its index members dropped in the same round trip. Never ``KEYS``, never ``FLUSHDB``.
+- By age: read only the namespace's creation-time index (``ZRANGEBYSCORE``), filter by glob
+  in Python, remove the matches. Values are never read.
+- Everything (``clear()``): every ``llmcache:*`` key, the keys the "other" index knows, and
+  the indexes themselves. Other keys in the database are never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from llmcache import globs
+
+from .layout import (
+    ALL_KEYS_GLOB,
+    INDEX_GLOB,
+    Index,
+    bucket_of_index,
+    index_of,
+    is_internal,
+    pattern_namespace,
+)
+
+__all__ = ["PRUNE_GRACE", "Members", "Plan", "Prune", "Remove", "Scan", "Unlink", "clear_plan"]
+
+#: Index members are pruned this many seconds after their entry expired (clock skew margin).
+PRUNE_GRACE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One ``SCAN`` page; ``state`` is ``None`` at the start. Result: ``(state | None, keys)``,
+    where a ``None`` state means the scan is complete."""
+
+    match: str
+    state: Any
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """``UNLINK`` entries and drop them from their indexes. Result: how many existed."""
+
+    keys: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """Up to ``count`` members of ``index.created`` from ``offset``, in creation order,
+    created at or before ``max_score`` (``None``: any time). Result: ``list[bytes]``."""
+
+    index: Index
+    max_score: float | None
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prune:
+    """Drop up to ``limit`` index members that expired before ``cutoff``. Result: how many."""
+
+    index: Index
+    cutoff: float
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink:
+    """``UNLINK`` internal keys (indexes). Result: how many existed."""
+
+    keys: list[str]
+
+
+Step = Scan | Remove | Members | Prune | Unlink
+Plan = Generator[Step, Any, int]
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", "surrogateescape")
+
+
+def clear_plan(pattern: str | None, older_than: float | None, batch: int) -> Plan:
+    """Return the plan of ``clear(pattern, older_than)``; its result is the count removed."""
+    if older_than is not None:
+        return _by_age(pattern, time.time() - older_than, batch)
+    if pattern is None:
+        return _everything(batch)
+    return _by_glob(globs.to_redis(pattern), batch)
+
+
+def _by_glob(match: str, batch: int) -> Plan:
+    removed = 0
+    state = None
+    while True:
+        state, keys = yield Scan(match, state, batch)
+        keys = [key for key in keys if not is_internal(key)]
+        if keys:
+            removed += yield Remove(keys)
+        if state is None:
+            return removed
+
+
+def _buckets(batch: int) -> Generator[Step, Any, set[str | None]]:
+    found: set[str | None] = set()
+    state = None
+    while True:
+        state, keys = yield Scan(INDEX_GLOB, state, batch)
+        found.update(bucket_of_index(_text(key)) for key in keys)
+        if state is None:
+            return found
+
+
+def _everything(batch: int) -> Plan:
+    removed = yield from _by_glob(globs.to_redis(ALL_KEYS_GLOB), batch)
+    for bucket in (yield from _buckets(batch)):
+        index = index_of(bucket)
+        if bucket is None:
+            # keys outside llmcache:* that this backend stored: only their index knows them
+            while members := (yield Members(index, None, 0, batch)):
+                removed += yield Remove(members)
+        yield Unlink([index.created, index.expires])
+    return removed
+
+
+def _by_age(pattern: str | None, cutoff: float, batch: int) -> Plan:
+    namespace = None if pattern is None else pattern_namespace(pattern)
+    buckets = (yield from _buckets(batch)) if namespace is None else {namespace}
+    match = None if pattern is None else globs.to_regex(pattern).match
+    removed = 0
+    for bucket in buckets:
+        index = index_of(bucket)
+        while (yield Prune(index, time.time() - PRUNE_GRACE, batch)) >= batch:
+            pass
+        offset = 0  # members older than the cutoff that the glob keeps
+        while True:
+            members = yield Members(index, cutoff, offset, batch)
+            doomed = members if match is None else [m for m in members if match(_text(m))]
+            offset += len(members) - len(doomed)
+            if doomed:
+                removed += yield Remove(doomed)
+            if len(members) < batch:
+                break
+    return removed
