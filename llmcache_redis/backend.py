@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from llmcache import globs
@@ -67,6 +67,10 @@ class _Layout:
         """Queue the removal of ``keys``; return how many results count removed keys."""
         pipe.unlink(*keys)
         return 1
+
+    def _route(self, client: Any) -> Callable[[str], dict[str, Any]] | None:
+        """How to route a pipelined script by its first key (``None``: no need)."""
+        return None
 
     @staticmethod
     def _scan_args(step: Scan) -> dict[str, Any]:
@@ -131,8 +135,9 @@ class RedisBackend(_Layout, CacheBackend):
         if ttl is not None and ttl <= 0:
             self.delete(list(items))
             return
-        pipe = self._pipeline(self.client)
-        queue_set(pipe, items, ttl, created, time.time())
+        client = self.client
+        pipe = self._pipeline(client)
+        queue_set(pipe, items, ttl, created, time.time(), self._route(client))
         pipe.execute()
 
     def delete(self, keys: Sequence[str]) -> None:
@@ -283,8 +288,9 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
         if ttl is not None and ttl <= 0:
             await self.delete(list(items))
             return
-        pipe = self._pipeline(self.client)
-        queue_set(pipe, items, ttl, created, time.time())
+        client = self.client
+        pipe = self._pipeline(client)
+        queue_set(pipe, items, ttl, created, time.time(), self._route(client))
         await pipe.execute()
 
     async def delete(self, keys: Sequence[str]) -> None:

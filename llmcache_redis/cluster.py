@@ -9,7 +9,7 @@ when it is built, so the client is built on first use, never by the constructor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backend import AsyncRedisBackend, RedisBackend
@@ -33,6 +33,20 @@ class _ClusterLayout:
         for key in keys:
             pipe.execute_command("UNLINK", key)
         return len(keys)
+
+    def _route(self, client: Any) -> Callable[[str], dict[str, Any]] | None:
+        # Without target_nodes, redis-py's cluster pipeline asks a server (COMMAND GETKEYS)
+        # where an EVAL's keys live: one more round trip on every write.
+        from redis.crc import key_slot
+
+        def route(key: str) -> dict[str, Any]:
+            try:
+                node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+            except Exception:  # topology not read yet (asyncio: on first use): let redis-py
+                return {}
+            return {"target_nodes": node}
+
+        return route
 
     @staticmethod
     def _first_page(step: Scan) -> dict[str, Any]:

@@ -9,7 +9,7 @@ index entry appear or vanish together; per node on a cluster).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .clearing import PRUNE_GRACE
@@ -33,8 +33,13 @@ def queue_set(
     ttl: float | None,
     created: float | None,
     now: float,
+    route: Callable[[str], dict[str, Any]] | None = None,
 ) -> None:
-    """Queue the values with their TTL, their age index entries, and a bounded prune."""
+    """Queue the values with their TTL, their age index entries, and a bounded prune.
+
+    :param route: extra options for the prune script's command, given its first key (a
+        cluster pipeline needs ``target_nodes``, or it asks a server where the keys are).
+    """
     px = None if ttl is None else milliseconds(ttl)
     for key, value in items.items():
         pipe.set(key, value, px=px)  # a plain SET also drops an older TTL: forever is forever
@@ -49,7 +54,14 @@ def queue_set(
         limit = PRUNE_BUDGET + 2 * len(keys)
         # execute_command: redis-py's cluster pipelines have no eval() of their own
         pipe.execute_command(
-            "EVAL", PRUNE_SCRIPT, 2, index.created, index.expires, now - PRUNE_GRACE, limit
+            "EVAL",
+            PRUNE_SCRIPT,
+            2,
+            index.created,
+            index.expires,
+            now - PRUNE_GRACE,
+            limit,
+            **(route(index.created) if route is not None else {}),
         )
 
 

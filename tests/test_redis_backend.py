@@ -9,19 +9,15 @@ server dies, and entries shared between processes.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +27,6 @@ from openai import OpenAI
 from llmcache import CachedClient, ConfigError, MissingExtraError
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend
 from llmcache.globs import escape
-from llmcache.simulator import Simulator
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_redis import (
     AsyncRedisBackend,
@@ -45,7 +40,6 @@ from llmcache_redis.plugin import async_from_url, from_url
 from tests.redis_fixtures import (
     RedisCluster,
     RedisServer,
-    kill_and_restart,
     private_redis_server,
     redis_cluster,
     redis_server,
@@ -55,6 +49,7 @@ from tests.servers import free_port
 __all__ = ["private_redis_server", "redis_cluster", "redis_server"]  # fixtures, used by name
 
 MODEL = "gpt-4o-mini"
+CONNECT_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 def pkey(namespace: str = "t") -> str:
@@ -174,9 +169,447 @@ def store(
     else:
         backend, ports = from_url(redis_cluster.url), [n.port for n in redis_cluster.nodes]
     stats = ServerStats(ports)
-    backend.get("warm-up")  # connect (and read the cluster's topology) before counting
+    # connect to every master (and read the cluster's topology) before anything is counted
+    backend.get_many([f"warm-up-{i}" for i in range(64)])
     try:
         yield backend, stats
     finally:
         backend.close()
         stats.close()
+
+
+# -- URLs, registration, lazy connection ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://:hunter2@localhost:port/0", "port 'port'"),
+        ("redis://:hunter2@localhost:70000", "port '70000'"),
+        ("redis://:hunter2@localhost/zero", "database 'zero'"),
+        ("redis://:hunter2@", "missing host"),
+        ("redis://:hunter2@a:1,b:2", "several hosts need redis\\+cluster://"),
+        ("redis+cluster://:hunter2@a:1,b:2/3", "only database 0"),
+        ("redis+cluster://:hunter2@a:1,,b:2", "missing host"),
+        ("redis+cluster://:hunter2@::1:7000", "IPv6"),
+        ("unix://:hunter2@", "missing socket path"),
+        ("redis://:hunter2@localhost?pool_size=0", "pool_size='0'"),
+        ("redis://:hunter2@localhost?batch_size=many", "batch_size='many'"),
+        ("rediss://:hunter2@localhost?ssl_cert_reqs=maybe", "ssl_cert_reqs='maybe'"),
+        ("redis://:hunter2@localhost?pool=3", "unknown option 'pool'.*known: pool_size"),
+        ("redis://:hunter2@localhost?ssl_ca_certs=/ca.pem", "unknown option 'ssl_ca_certs'"),
+        ("memcached://:hunter2@localhost", "scheme must be one of"),
+    ],
+    ids=[
+        "bad-port",
+        "port-out-of-range",
+        "bad-db",
+        "no-host",
+        "hosts-without-cluster",
+        "cluster-db",
+        "empty-cluster-node",
+        "bare-ipv6",
+        "no-socket-path",
+        "zero-pool",
+        "bad-batch",
+        "bad-cert-reqs",
+        "unknown-option",
+        "tls-option-without-tls",
+        "wrong-scheme",
+    ],
+)
+def test_malformed_url_is_a_config_error_naming_it_without_its_password(
+    url: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        from_url(url)
+    assert "hunter2" not in str(caught.value)
+    assert ":***@" in str(caught.value)
+
+
+def test_factory_rejects_options_it_does_not_know() -> None:
+    with pytest.raises(ConfigError, match="unknown option 'max_entries'"):
+        from_url("redis://localhost", max_entries=3)
+    with pytest.raises(ConfigError, match="timeout must be a positive number"):
+        from_url("redis://localhost", timeout=0)
+
+
+def test_every_redis_scheme_is_registered_through_the_entry_point() -> None:
+    (ep,) = [ep for ep in entry_points(group="llmcache") if ep.name == "redis"]
+    registered: dict[str, tuple[Any, Any]] = {}
+    ep.load().llmcache_register_backends(
+        lambda scheme, factory, async_factory=None: registered.update(
+            {scheme: (factory, async_factory)}
+        )
+    )
+    assert sorted(registered) == ["redis", "redis+cluster", "rediss", "rediss+cluster", "unix"]
+    assert all(f is from_url and af is async_from_url for f, af in registered.values())
+
+
+def test_a_cached_client_picks_the_tier_kind_from_the_scheme(redis_server: RedisServer) -> None:
+    client = CachedClient(
+        OpenAI(api_key="x", base_url="http://127.0.0.1:9"),
+        tiers=[f"{redis_server.url}/5?max_ttl=60", "redis+cluster://127.0.0.1:9,127.0.0.1:10"],
+    )
+    labels = [tier.label for tier in client._tiers.tiers]
+    assert labels == ["L1:redis", "L2:redis-cluster"]
+    client.close()
+
+
+def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis now raises ImportError
+    with pytest.raises(MissingExtraError, match=r"llmcache\[redis\]") as caught:
+        from_url("redis+cluster://localhost:7000")
+    assert isinstance(caught.value, ImportError)
+    with pytest.raises(MissingExtraError, match="unix:// tiers"):
+        async_from_url("unix:///run/redis.sock")
+
+
+def test_without_redis_py_the_plugin_still_loads() -> None:
+    script = "import sys; sys.modules['redis'] = None; import llmcache_redis.plugin, llmcache"
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_the_password_never_shows_in_reprs() -> None:
+    for backend in (
+        from_url("redis://user:hunter2@localhost:6379/0"),
+        async_from_url("rediss+cluster://user:hunter2@a:7000,b:7001"),
+    ):
+        assert "hunter2" not in repr(backend)
+        assert "user:***@" in repr(backend)
+
+
+def test_construction_never_connects() -> None:
+    dead = free_port()  # nothing listens there
+    backends = [
+        from_url(f"redis://127.0.0.1:{dead}/0"),
+        from_url(f"redis+cluster://127.0.0.1:{dead},127.0.0.1:{free_port()}"),
+    ]
+    assert [type(b) for b in backends] == [RedisBackend, RedisClusterBackend]
+    for backend in backends:
+        with pytest.raises(CONNECT_ERRORS):  # the first call is the first connection
+            backend.get("k")
+        backend.close()
+
+
+async def test_async_construction_never_connects() -> None:
+    dead = free_port()
+    backends = [
+        async_from_url(f"redis://127.0.0.1:{dead}/0"),
+        async_from_url(f"redis+cluster://127.0.0.1:{dead}"),
+    ]
+    assert [type(b) for b in backends] == [AsyncRedisBackend, AsyncRedisClusterBackend]
+    for backend in backends:
+        with pytest.raises(CONNECT_ERRORS):
+            await backend.get("k")
+        await backend.close()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers: a hung server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+def test_a_hung_server_costs_about_one_timeout_per_call(silent_port: int) -> None:
+    backend = from_url(f"redis://127.0.0.1:{silent_port}/0", timeout=0.3)
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            backend.get("k")
+        assert time.monotonic() - started < 0.9  # no retries, no backoff
+    backend.close()
+
+
+async def test_a_hung_server_costs_about_one_timeout_per_async_call(silent_port: int) -> None:
+    backend = async_from_url(f"redis://127.0.0.1:{silent_port}/0", timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        await backend.get("k")
+    assert time.monotonic() - started < 0.9
+    await backend.close()
+
+
+def test_pool_size_caps_the_connections_to_a_server(redis_server: RedisServer) -> None:
+    name = "llmcache-pool-" + uuid.uuid4().hex[:6]
+    backend = from_url(f"{redis_server.url}/4?pool_size=2&client_name={name}")
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            for _ in range(50):
+                backend.get_many([pkey() for _ in range(5)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    admin = redis.Redis(port=redis_server.port)
+    mine = [c for c in admin.client_list() if c["name"] == name]
+    admin.close()
+    backend.close()
+    assert errors == []
+    assert 1 <= len(mine) <= 2
+
+
+# -- one round trip --------------------------------------------------------------------------
+
+
+def test_a_hit_is_one_get(store: tuple[CacheBackend, ServerStats]) -> None:
+    backend, stats = store
+    key = pkey()
+    backend.set(key, b"v", 60)
+    stats.reset()
+    assert backend.get(key) == b"v"
+    assert stats.calls() == Counter({"get": 1})
+
+
+def test_get_many_of_100_keys_is_one_round_trip(
+    store: tuple[CacheBackend, ServerStats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, stats = store
+    keys = [pkey() for _ in range(100)]
+    backend.set_many(dict.fromkeys(keys[::2], b"v"), 60)
+    stats.reset()
+    writes = Writes(monkeypatch)
+    values = backend.get_many(keys)
+    sent = writes.count
+    monkeypatch.undo()
+    assert values == [b"v", None] * 50
+    calls = stats.calls()
+    assert set(calls) == {"mget"}  # nothing but MGETs reached the servers
+    if isinstance(backend, RedisClusterBackend):
+        # one MGET per hash slot, every master's share sent in one write before any read
+        assert calls["mget"] == len({redis.crc.key_slot(k.encode()) for k in keys})
+        assert sent == len(stats.admins)
+    else:
+        assert calls["mget"] == 1
+        assert sent == 1
+
+
+async def test_async_get_many_and_set_many_are_one_round_trip(
+    redis_server: RedisServer, redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for url, masters in ((redis_server.url + "/4", 1), (redis_cluster.url, 3)):
+        backend = async_from_url(url)
+        keys = [pkey() for _ in range(100)]
+        await backend.set_many(dict.fromkeys(keys, b"v"), 60)
+        await backend.get_many(keys)  # connections to every master are open from now on
+        writes = Writes(monkeypatch)
+        assert await backend.get_many(keys) == [b"v"] * 100
+        assert writes.count == masters
+        writes.count = 0
+        await backend.set_many({pkey(): b"w" for _ in range(100)}, 60)
+        assert writes.count == masters
+        monkeypatch.undo()
+        await backend.close()
+
+
+def test_set_many_writes_values_and_index_in_one_round_trip(
+    store: tuple[CacheBackend, ServerStats], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, stats = store
+    keys = [pkey("rt") for _ in range(100)]
+    stats.reset()
+    writes = Writes(monkeypatch)
+    backend.set_many(dict.fromkeys(keys, b"v"), 60)
+    sent = writes.count
+    monkeypatch.undo()
+    calls = stats.calls()
+    assert calls["set"] == 100
+    assert calls["zadd"] == 2  # the namespace's creation and expiry sets
+    assert sent == len(stats.admins)
+
+
+def test_ttl_is_set_in_milliseconds_and_forever_has_none(
+    store: tuple[CacheBackend, ServerStats],
+) -> None:
+    backend, _ = store
+    raw: Any = backend.client  # type: ignore[attr-defined]
+    key = pkey()
+    backend.set(key, b"v", 1.25)
+    assert 1150 <= raw.pttl(key) <= 1250
+    backend.set(key, b"v", None)  # forever replaces the TTL, not keeps it
+    assert raw.pttl(key) == -1
+    backend.set(key, b"v", 0.15)
+    time.sleep(0.25)
+    assert backend.get(key) is None
+
+
+# -- clear -----------------------------------------------------------------------------------
+
+
+def test_clear_scans_and_unlinks_in_batches_never_keys_or_flushdb(
+    redis_server: RedisServer, redis_cluster: RedisCluster
+) -> None:
+    for url, ports in (
+        (redis_server.url + "/4?batch_size=100", [redis_server.port]),
+        (redis_cluster.url + "?batch_size=100", [n.port for n in redis_cluster.nodes]),
+    ):
+        backend, stats = from_url(url), ServerStats(ports)
+        ns = fresh_namespace()
+        backend.set_many({pkey(ns): b"v" for _ in range(1050)}, 600)
+        backend.set_many({pkey(): b"v" for _ in range(10)}, 600)  # another namespace
+        stats.reset()
+        assert backend.clear(f"llmcache:{ns}:*") == 1050
+        calls = stats.calls()
+        assert calls["scan"] >= 10 * len(ports) or calls["scan"] >= 11
+        assert calls["unlink"] >= 11
+        assert not {"keys", "flushdb", "flushall", "del", "get", "mget"} & set(calls)
+        assert backend.clear(f"llmcache:{ns}:*") == 0
+        backend.close()
+        stats.close()
+
+
+def test_glob_characters_in_a_cache_key_cannot_widen_a_clear(
+    store: tuple[CacheBackend, ServerStats],
+) -> None:
+    backend, _ = store
+    ns = fresh_namespace()
+    scopes = ["[ab]", "a", "b", "*", "x", "a?", "ab", "^a", "a\\b", "a]"]
+    keys = {scope: f"llmcache:{ns}:{scope}:digest" for scope in scopes}
+    for scope in scopes:  # what the core sends for clear_cache(key=escape(scope) + ":*")
+        backend.set_many({k: b"v" for k in keys.values()}, 60)
+        assert backend.clear(f"llmcache:{ns}:{escape(scope)}:*") == 1
+        assert backend.get(keys[scope]) is None
+        assert all(backend.get(k) == b"v" for s, k in keys.items() if s != scope)
+
+
+def test_clear_stays_inside_its_namespace(store: tuple[CacheBackend, ServerStats]) -> None:
+    backend, _ = store
+    mine, theirs = fresh_namespace(), fresh_namespace()
+    old = time.time() - 3600
+    backend.set_many({pkey(mine): b"1", pkey(theirs): b"2"}, 600, created=old)
+    theirs_prefix = f"llmcache:{theirs}:"
+    assert backend.clear(f"llmcache:{mine}:*", older_than=60) == 1
+    assert backend.clear(f"llmcache:{mine}:*") == 0
+    assert backend.clear(theirs_prefix + "*", older_than=60) == 1  # its index is intact
+
+
+def test_clear_by_age_reads_only_the_index(store: tuple[CacheBackend, ServerStats]) -> None:
+    backend, stats = store
+    ns = fresh_namespace()
+    now = time.time()
+    backend.set_many({pkey(ns): b"old" for _ in range(300)}, 600, created=now - 7200)
+    backend.set_many({pkey(ns): b"new" for _ in range(200)}, 600, created=now - 10)
+    stats.reset()
+    assert backend.clear(f"llmcache:{ns}:*", older_than=3600) == 300
+    calls = stats.calls()
+    assert calls["zrangebyscore"] >= 1
+    # no value was read, no key space was scanned
+    assert not {"get", "mget", "getex", "dump", "strlen", "scan", "keys"} & set(calls)
+
+
+def test_index_members_are_pruned_as_entries_expire(
+    store: tuple[CacheBackend, ServerStats],
+) -> None:
+    backend, _ = store
+    raw: Any = backend.client  # type: ignore[attr-defined]
+    ns = fresh_namespace()
+    index = index_of(ns)
+    backend.set_many({pkey(ns): b"v" for _ in range(150)}, 0.1)
+    backend.set(pkey(ns), b"forever", None)
+    assert raw.zcard(index.created) == 151
+    time.sleep(0.1 + PRUNE_GRACE + 0.2)
+    backend.set(pkey(ns), b"v", 60)  # every write prunes what expired, at most 102 here
+    assert raw.zcard(index.created) == 151 - 102 + 1
+    backend.set(pkey(ns), b"v", 60)
+    assert raw.zcard(index.created) == 3
+    assert raw.zcard(index.expires) == 2
+
+
+def test_clear_counts_only_entries_that_still_existed(
+    store: tuple[CacheBackend, ServerStats],
+) -> None:
+    backend, _ = store
+    ns = fresh_namespace()
+    old = time.time() - 3600
+    backend.set_many({pkey(ns): b"v" for _ in range(5)}, 0.1, created=old)
+    backend.set_many({pkey(ns): b"v" for _ in range(3)}, 600, created=old)
+    time.sleep(0.2)  # expired, and not pruned yet: still in the index
+    assert backend.clear(f"llmcache:{ns}:*", older_than=60) == 3
+
+
+def test_clear_of_everything_leaves_other_keys_alone(redis_server: RedisServer) -> None:
+    backend = from_url(redis_server.url + "/6")
+    raw: Any = backend.client  # type: ignore[attr-defined]
+    raw.set("app:session:1", b"keep")
+    raw.set("llmcachex", b"keep")
+    backend.set_many({pkey("a"): b"1", pkey("b"): b"2", "tool:key": b"3"}, 60)
+    assert backend.clear() == 3
+    assert sorted(raw.scan_iter()) == [b"app:session:1", b"llmcachex"]
+    backend.close()
+
+
+def test_scan_reports_size_age_and_expiry(store: tuple[CacheBackend, ServerStats]) -> None:
+    backend, _ = store
+    ns = fresh_namespace()
+    now = time.time()
+    backend.set(f"llmcache:{ns}:a", b"12345", 100, created=now - 50)
+    backend.set(f"llmcache:{ns}:b", b"12", None)
+    found = {e.key: e for e in backend.scan(f"llmcache:{ns}:*")}
+    assert sorted(found) == [f"llmcache:{ns}:a", f"llmcache:{ns}:b"]
+    a, b = found[f"llmcache:{ns}:a"], found[f"llmcache:{ns}:b"]
+    assert (a.size, b.size) == (5, 2)
+    assert a.created == pytest.approx(now - 50, abs=0.01)
+    assert a.expires == pytest.approx(now + 100, abs=1)
+    assert b.expires is None
+    assert b.created == pytest.approx(now, abs=5)
+
+
+# -- locks -----------------------------------------------------------------------------------
+
+
+def test_a_lock_is_exclusive_until_its_holder_unlocks(
+    store: tuple[CacheBackend, ServerStats],
+) -> None:
+    backend, _ = store
+    name = pkey() + ":lock"
+    token = backend.try_lock(name, 5)
+    assert token is not None
+    assert backend.try_lock(name, 5) is None
+    backend.unlock(name, "not-the-token")  # someone else's unlock leaves it held
+    assert backend.try_lock(name, 5) is None
+    backend.unlock(name, token)
+    assert backend.try_lock(name, 5) is not None
+
+
+def test_a_dead_holder_blocks_nobody_past_the_lock_ttl(
+    store: tuple[CacheBackend, ServerStats],
+) -> None:
+    backend, _ = store
+    name = pkey() + ":lock"
+    stale = backend.try_lock(name, 0.2)  # the holder dies without unlocking
+    assert stale is not None
+    time.sleep(0.3)
+    fresh = backend.try_lock(name, 5)
+    assert fresh is not None
+    backend.unlock(name, stale)  # the late holder's unlock does not free the new lock
+    assert backend.try_lock(name, 5) is None
+
+
+async def test_async_locks(redis_server: RedisServer, redis_cluster: RedisCluster) -> None:
+    for url in (redis_server.url + "/4", redis_cluster.url):
+        backend = async_from_url(url)
+        assert backend.supports_locks
+        name = pkey() + ":lock"
+        token = await backend.try_lock(name, 5)
+        assert token is not None
+        assert await backend.try_lock(name, 5) is None
+        await backend.unlock(name, token)
+        assert await backend.try_lock(name, 5) is not None
+        await backend.close()
+
+
+def test_an_async_backend_follows_the_event_loop(redis_server: RedisServer) -> None:
+    backend = async_from_url(redis_server.url + "/4")
+    key = pkey()
+    asyncio.run(backend.set(key, b"v", 60))
+    assert asyncio.run(backend.get(key)) == b"v"  # a second loop gets a client of its own
+    asyncio.run(backend.close())
