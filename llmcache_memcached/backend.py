@@ -155,9 +155,7 @@ class MemcachedBackend(CacheBackend):
 
     def _fetch(self, server: Server, items: Sequence[_Item], now: float) -> dict[str, Any]:
         spaces = {item[2] for item in items if item[2] is not None}
-        found: dict[str, Any] = server.client.get_many(
-            [item[1] for item in items] + [GLOBAL, *spaces]
-        )
+        found = server.call("fetch", [item[1] for item in items] + [GLOBAL, *spaces])
         glob = self._record(server, GLOBAL, found.get(GLOBAL))
         states = {rkey: self._record(server, rkey, found.get(rkey)) for rkey in spaces}
         return {
@@ -168,19 +166,28 @@ class MemcachedBackend(CacheBackend):
         }
 
     def get(self, key: str) -> bytes | None:
-        item = self._item(key)
-        server = self.pool.route(item[1])
-        if not self.pool.usable(server):
+        # get_many's work for one key, written out: this is the hit path
+        _, mkey, rkey = self._item(key)
+        server = self.pool.route(mkey)
+        if server.down_until and not self.pool.usable(server):
             if self.pool.all_down():
                 raise self.pool.unavailable()
             return None
+        client = server.acquire()
         try:
-            found = self._fetch(server, [item], time.time())
+            found = client.fetch([mkey, GLOBAL] if rkey is None else [mkey, GLOBAL, rkey])
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
             raise
-        self.pool.succeeded(server)
-        return found[key]  # type: ignore[no-any-return]
+        finally:
+            server.release(client)
+        if server.down_until:
+            self.pool.succeeded(server)
+        glob = self._record(server, GLOBAL, found.get(GLOBAL))
+        if rkey is None:
+            return self._open(key, found.get(mkey), glob, None, False, time.time())
+        space = self._record(server, rkey, found.get(rkey))
+        return self._open(key, found.get(mkey), glob, space, True, time.time())
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys``: one multi-get per server.
@@ -258,7 +265,7 @@ class MemcachedBackend(CacheBackend):
         from pymemcache.exceptions import MemcacheServerError
 
         try:
-            server.client.set_many(values, expire=exptime, noreply=False)
+            server.call("set_many", values, expire=exptime, noreply=False)
         except MemcacheServerError as exc:
             if "too large" not in str(exc):
                 raise
@@ -276,7 +283,7 @@ class MemcachedBackend(CacheBackend):
 
     def delete(self, keys: Sequence[str]) -> None:
         def batch(server: Server, group: list[_Item]) -> None:
-            server.client.delete_many([mkey for _, mkey, _ in group], noreply=False)
+            server.call("delete_many", [mkey for _, mkey, _ in group], noreply=False)
 
         self._each_server(keys, batch)
 
@@ -328,7 +335,7 @@ class MemcachedBackend(CacheBackend):
             else:
                 known[rkey] = state
         if stale:
-            found = server.client.get_many(stale)
+            found = server.call("fetch", stale)
             for rkey in stale:
                 state = self._record(server, rkey, found.get(rkey))
                 if state is None or state.max_ttl < lifetime:
@@ -340,21 +347,24 @@ class MemcachedBackend(CacheBackend):
         self, server: Server, rkey: str, change: Callable[[ScopeState], ScopeState]
     ) -> ScopeState:
         """Apply ``change`` to ``server``'s record ``rkey`` with compare-and-set."""
-        client = server.client
-        for attempt in range(CAS_ATTEMPTS):
-            raw, cas = client.gets(rkey)
-            current = None if raw is None else self._states.parse(raw)
-            state = change(current or fresh_state())
-            if current is not None and state is current:
-                stored = True
-            elif raw is None:
-                stored = client.add(rkey, state.encode(), expire=0, noreply=False)
-            else:  # replaces a valid record, or one that is not a record at all
-                stored = client.cas(rkey, state.encode(), cas, expire=0, noreply=False)
-            if stored:
-                self._views[server.name][rkey] = state
-                return state
-            time.sleep(random.uniform(0, 0.001 * (attempt + 1)))
+        client = server.acquire()
+        try:
+            for attempt in range(CAS_ATTEMPTS):
+                raw, cas = client.gets(rkey)
+                current = None if raw is None else self._states.parse(raw)
+                state = change(current or fresh_state())
+                if current is not None and state is current:
+                    stored = True
+                elif raw is None:
+                    stored = client.add(rkey, state.encode(), expire=0, noreply=False)
+                else:  # replaces a valid record, or bytes that are no record at all
+                    stored = client.cas(rkey, state.encode(), cas, expire=0, noreply=False)
+                if stored:
+                    self._views[server.name][rkey] = state
+                    return state
+                time.sleep(random.uniform(0, 0.001 * (attempt + 1)))  # jitter
+        finally:
+            server.release(client)
         raise InvalidationContention(
             f"memcached record {rkey!r} on {server.name} changed {CAS_ATTEMPTS} times in a row"
         )
@@ -404,8 +414,8 @@ class MemcachedBackend(CacheBackend):
         server = self._lock_server(key)
         token = secrets.token_hex(16)
         try:
-            taken = server.client.add(
-                key, token.encode(), expire=max(1, math.ceil(ttl)), noreply=False
+            taken = server.call(
+                "add", key, token.encode(), expire=max(1, math.ceil(ttl)), noreply=False
             )
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
@@ -417,10 +427,10 @@ class MemcachedBackend(CacheBackend):
         key = lock_key(name)
         server = self._lock_server(key)
         try:
-            value, cas = server.client.gets(key)
+            value, cas = server.call("gets", key)
             if value == token.encode():
                 # a negative exptime expires the item at once: compare-and-delete
-                server.client.cas(key, b"", cas, expire=-1, noreply=False)
+                server.call("cas", key, b"", cas, expire=-1, noreply=False)
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
             raise

@@ -228,14 +228,14 @@ def test_get_many_is_one_multi_get_per_server(
     keys = [key() for _ in range(40)]
     pooled.set_many(dict.fromkeys(keys, b"v"), 60)
     calls: list[int] = []
-    for server in pooled.pool.servers:
-        real = server.client.get_many
+    client_class = type(pooled.pool.servers[0].acquire())
+    real = client_class.fetch
 
-        def counted(batch: list[str], real: Callable[..., Any] = real) -> Any:
-            calls.append(len(batch))
-            return real(batch)
+    def counted(self: Any, batch: list[str]) -> Any:
+        calls.append(len(batch))
+        return real(self, batch)
 
-        monkeypatch.setattr(server.client, "get_many", counted)
+    monkeypatch.setattr(client_class, "fetch", counted)
     assert pooled.get_many(keys) == [b"v"] * 40
     assert len(calls) == 2
     assert sum(calls) == 40 + 2 * 2  # each batch adds its server's two records
@@ -671,3 +671,129 @@ def test_lock_is_exclusive_until_unlocked_or_expired(pooled: MemcachedBackend) -
     assert second is not None
     time.sleep(2.2)
     assert pooled.try_lock(name, 1.0) is not None  # the holder died: the lock expired
+
+
+# -- end to end, through CachedClient ------------------------------------------------------
+
+
+def ask(client: Any, question: str, **options: Any) -> Any:
+    return client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": question}], **options
+    )
+
+
+def test_cached_client_survives_killing_one_pool_server(
+    memcached_servers: Callable[[int], list[MemcachedServer]],
+    make_client: Callable[..., Any],
+    sim: Any,
+) -> None:
+    servers = memcached_servers(2)
+    url = pool_url(servers, "dead_timeout=0.5&timeout=0.5")
+    ns = f"kill-{uuid.uuid4().hex[:8]}"
+    client = make_client(tiers=[url], namespace=ns, default_ttl=600)
+    questions = [f"question {i}?" for i in range(24)]
+    keys = {q: ask(client, q).cache_key for q in questions}
+    assert all(server.items() > 0 for server in servers)  # both servers hold entries
+    router = ServerPool([("127.0.0.1", s.port) for s in servers], timeout=1)
+    victim, survivor = servers
+    on_survivor = {
+        q
+        for q, k in keys.items()
+        if router.route(entry_key(f"llmcache:{ns}:{k}")).name == survivor.address
+    }
+    assert 0 < len(on_survivor) < len(questions)
+
+    victim.stop()
+    deadline = time.monotonic() + 2.5
+    rounds = 0
+    while time.monotonic() < deadline and rounds < 200:
+        rounds += 1
+        for question in questions:
+            response = ask(client, question)  # never raises: fail-open
+            assert response.choices[0].message.content
+            if question in on_survivor:
+                assert response.cache_hit
+                assert response.cache_tier == "L1:memcached"
+    assert rounds >= 3
+    stats = client.stats()
+    assert stats.errors >= 1  # the dead server's failures are counted
+    assert stats.tier_hits["L1:memcached"] >= rounds * len(on_survivor)
+
+
+CLEAR_IN_A_SUBPROCESS = """
+import sys
+from openai import OpenAI
+from llmcache import CachedClient
+
+url, base_url, namespace, pattern, older_than = sys.argv[1:6]
+client = CachedClient(OpenAI(api_key="x", base_url=base_url), tiers=[url], namespace=namespace)
+client.clear_cache(key=pattern or None, older_than=float(older_than) if older_than else None)
+client.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "older_than", "cleared"),
+    [("", "", {"user_1", "user_2"}), ("user_1:*", "", {"user_1"}), ("", "0", {"user_1", "user_2"})],
+    ids=["all", "glob", "older-than"],
+)
+def test_clear_cache_in_another_process_is_never_missed(
+    memcached_pool: list[MemcachedServer],
+    make_client: Callable[..., Any],
+    sim: Any,
+    pattern: str,
+    older_than: str,
+    cleared: set[str],
+) -> None:
+    url = pool_url(memcached_pool)
+    ns = f"clear-{uuid.uuid4().hex[:8]}"
+    client = make_client(tiers=[url], namespace=ns, default_ttl=600)
+    asked = [(user, f"question {i}") for user in ("user_1", "user_2") for i in range(8)]
+    for user, question in asked:
+        assert not ask(client, question, cache_key=user).cache_hit
+    assert all(ask(client, question, cache_key=user).cache_hit for user, question in asked)
+
+    subprocess.run(
+        [sys.executable, "-c", CLEAR_IN_A_SUBPROCESS, url, sim.base_url, ns, pattern, older_than],
+        check=True,
+        timeout=60,
+    )
+    for user, question in asked:
+        assert ask(client, question, cache_key=user).cache_hit is (user not in cleared)
+
+
+async def test_async_cached_client_hits_memcached(
+    memcached_server: MemcachedServer, async_openai_client: Any, sim: Any
+) -> None:
+    from llmcache import CachedClient
+
+    ns = f"async-{uuid.uuid4().hex[:8]}"
+    client = CachedClient(async_openai_client, tiers=[memcached_server.url], namespace=ns)
+    try:
+        question = [{"role": "user", "content": "hello?"}]
+        first = await client.chat.completions.create(model="gpt-4o-mini", messages=question)
+        second = await client.chat.completions.create(model="gpt-4o-mini", messages=question)
+        assert (first.cache_hit, second.cache_hit) == (False, True)
+        assert second.cache_tier == "L1:memcached"
+        assert second.choices[0].message.content == first.choices[0].message.content
+        await client.clear_cache()
+        third = await client.chat.completions.create(model="gpt-4o-mini", messages=question)
+        assert not third.cache_hit
+    finally:
+        await client.close()
+
+
+def test_lean_multi_get_reads_split_replies_and_reports_errors(
+    single: MemcachedBackend, memcached_server: MemcachedServer
+) -> None:
+    big = os.urandom(300_000)  # arrives over many recv() calls
+    keys = [key() for _ in range(5)]
+    client = raw(memcached_server)
+    for i, k in enumerate(keys):
+        client.set(k, big if i % 2 else b"small %d" % i)
+    server = single.pool.servers[0]
+    found = server.call("fetch", [*keys, "absent"])
+    assert found == {k: big if i % 2 else b"small %d" % i for i, k in enumerate(keys)}
+    with pytest.raises(MemcacheError):
+        server.call("fetch", ["x" * 300])  # memcached refuses the line: CLIENT_ERROR
+    assert server.call("fetch", keys[:1]) == {keys[0]: b"small 0"}  # the connection recovers
