@@ -1,15 +1,22 @@
 """Model prices, for the dollars a cache hit saved.
 
 Prices are USD per million tokens, from the providers' public price lists as of
-:data:`PRICES_AS_OF`. ``CachedClient(pricing={...})`` adds models or overrides these.
-A model is matched exactly, then by the longest known prefix (``gpt-4o-mini-2024-07-18``
-is priced as ``gpt-4o-mini``).
+:data:`PRICES_AS_OF` (standard processing, short-context rates). ``cached_input`` is the
+price of a prompt token read from the provider's prompt cache (OpenAI "cached input",
+Anthropic "cache hits"). ``CachedClient(pricing={...})`` adds models or overrides these.
+
+A model is matched exactly, then without a snapshot suffix (``gpt-4o-mini-2024-07-18`` is
+priced as ``gpt-4o-mini``, ``claude-sonnet-4-5-20250929`` as ``claude-sonnet-4-5``,
+``claude-3-5-haiku-latest`` as ``claude-3-5-haiku``). A model that is not in the table is
+not guessed at from a similar name: its tokens are counted, its dollars are not, and the log
+says so once.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +27,7 @@ __all__ = ["DEFAULT_PRICES", "PRICES_AS_OF", "Price", "PriceTable"]
 
 log = logging.getLogger("llmcache")
 
-PRICES_AS_OF = "2026-11-01"
+PRICES_AS_OF = "2026-11-22"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,33 +50,77 @@ class Price:
 
 
 DEFAULT_PRICES: Mapping[str, Price] = {
-    # OpenAI
-    "gpt-4o": Price(2.50, 10.00, 1.25),
-    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
-    "gpt-4.1": Price(2.00, 8.00, 0.50),
-    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
-    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+    # -- OpenAI (developers.openai.com/api/docs/pricing and the model pages) --------------
+    "gpt-6.2-sol": Price(2.00, 10.00, 0.10),
+    "gpt-6.1-sol": Price(2.00, 10.00, 0.10),
+    "gpt-6-sol": Price(2.00, 10.00, 0.20),
+    "gpt-6-luna": Price(0.10, 0.50, 0.01),
+    "gpt-6-astra": Price(10.00, 50.00),
+    "gpt-5.6": Price(4.00, 20.00, 0.40),  # the alias of gpt-5.6-sol
+    "gpt-5.6-sol": Price(4.00, 20.00, 0.40),
+    "gpt-5.6-luna": Price(0.20, 1.20, 0.02),
+    "gpt-5.5": Price(5.00, 30.00, 0.50),
+    "gpt-5.5-pro": Price(30.00, 180.00),
+    "gpt-5.4": Price(2.50, 15.00, 0.25),
+    "gpt-5.4-mini": Price(0.75, 4.50, 0.075),
+    "gpt-5.4-nano": Price(0.20, 1.25, 0.02),
+    "gpt-5.4-pro": Price(30.00, 180.00),
+    "gpt-5.2": Price(1.75, 14.00, 0.175),
+    "gpt-5.2-pro": Price(21.00, 168.00),
+    "gpt-5.1": Price(1.25, 10.00, 0.125),
     "gpt-5": Price(1.25, 10.00, 0.125),
     "gpt-5-mini": Price(0.25, 2.00, 0.025),
     "gpt-5-nano": Price(0.05, 0.40, 0.005),
-    "o3": Price(2.00, 8.00, 0.50),
-    "o3-mini": Price(1.10, 4.40, 0.55),
+    "gpt-5-pro": Price(15.00, 120.00),
+    "gpt-4.1": Price(2.00, 8.00, 0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+    "gpt-4o": Price(2.50, 10.00, 1.25),
+    "gpt-4o-2024-05-13": Price(5.00, 15.00),
+    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
     "o4-mini": Price(1.10, 4.40, 0.275),
+    "o3": Price(2.00, 8.00, 0.50),
+    "o3-pro": Price(20.00, 80.00),
+    "o3-mini": Price(1.10, 4.40, 0.55),
+    "o1": Price(15.00, 60.00, 7.50),
+    "o1-mini": Price(1.10, 4.40, 0.55),
+    "gpt-4-turbo": Price(10.00, 30.00),
+    "gpt-4": Price(30.00, 60.00),
     "gpt-3.5-turbo": Price(0.50, 1.50),
     "gpt-3.5-turbo-instruct": Price(1.50, 2.00),
     "text-embedding-3-small": Price(0.02, 0.0),
     "text-embedding-3-large": Price(0.13, 0.0),
     "text-embedding-ada-002": Price(0.10, 0.0),
-    # Anthropic (cached_input: the cache-read price)
-    "claude-opus-4": Price(15.00, 75.00, 1.50),
+    # -- Anthropic (platform.claude.com/docs/en/about-claude/pricing) ---------------------
+    # cached_input is the cache-hit price; cache writes cost more than input and are no saving
+    "claude-fable-5-1": Price(10.00, 50.00, 0.25),
+    "claude-fable-5": Price(10.00, 50.00, 1.00),
+    "claude-opus-5-5": Price(4.00, 20.00, 0.20),
+    "claude-opus-5": Price(5.00, 25.00, 0.50),
+    "claude-opus-4-8": Price(5.00, 25.00, 0.50),
+    "claude-opus-4-7": Price(5.00, 25.00, 0.50),
+    "claude-opus-4-6": Price(5.00, 25.00, 0.50),
+    "claude-opus-4-5": Price(5.00, 25.00, 0.50),
     "claude-opus-4-1": Price(15.00, 75.00, 1.50),
-    "claude-sonnet-4": Price(3.00, 15.00, 0.30),
+    "claude-opus-4": Price(15.00, 75.00, 1.50),
+    "claude-opus-4-0": Price(15.00, 75.00, 1.50),
+    "claude-sonnet-5-5": Price(2.00, 10.00, 0.10),
+    "claude-sonnet-5": Price(2.00, 10.00, 0.20),
+    "claude-sonnet-4-6": Price(3.00, 15.00, 0.30),
     "claude-sonnet-4-5": Price(3.00, 15.00, 0.30),
-    "claude-haiku-4-5": Price(1.00, 5.00, 0.10),
+    "claude-sonnet-4": Price(3.00, 15.00, 0.30),
+    "claude-sonnet-4-0": Price(3.00, 15.00, 0.30),
     "claude-3-7-sonnet": Price(3.00, 15.00, 0.30),
+    "claude-3-5-sonnet": Price(3.00, 15.00, 0.30),
+    "claude-haiku-5-5": Price(0.10, 0.50, 0.01),  # prompts up to 100k tokens
+    "claude-haiku-4-5": Price(1.00, 5.00, 0.10),
     "claude-3-5-haiku": Price(0.80, 4.00, 0.08),
     "claude-3-haiku": Price(0.25, 1.25, 0.03),
+    "claude-3-opus": Price(15.00, 75.00, 1.50),
 }
+
+# a dated snapshot or moving alias of a listed model: -2024-07-18, -20250929, -latest
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
 
 _FIELDS = ("input", "output", "cached_input")
 
@@ -100,6 +151,12 @@ def _price(model: str, entry: object) -> Price:
         if not math.isfinite(value):
             raise ConfigError(f"pricing[{model!r}][{field!r}] must be finite, not {value!r}")
         values[field] = float(value)
+    cached, full = values["cached_input"], values["input"]
+    if cached is not None and full is not None and cached > full:
+        raise ConfigError(
+            f"pricing[{model!r}]['cached_input'] ({cached}) must not exceed "
+            f"pricing[{model!r}]['input'] ({full})"
+        )
     return Price(values["input"] or 0.0, values["output"] or 0.0, values["cached_input"])
 
 
@@ -111,10 +168,16 @@ class PriceTable:
     """
 
     def __init__(self, overrides: Mapping[str, object] | None = None) -> None:
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise ConfigError(
+                "pricing must be a mapping of model name to "
+                f"{{'input': ..., 'output': ..., 'cached_input': ...}}, not {overrides!r}"
+            )
         self._prices = dict(DEFAULT_PRICES)
         for model, entry in (overrides or {}).items():
+            if not isinstance(model, str) or not model:
+                raise ConfigError(f"pricing keys must be model names, not {model!r}")
             self._prices[model] = _price(model, entry)
-        self._by_length = sorted(self._prices, key=len, reverse=True)
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -122,12 +185,9 @@ class PriceTable:
         """Return the price of ``model``, or ``None`` (logged once per model) if unknown."""
         if not model:
             return None
-        price = self._prices.get(model)
+        price = self._prices.get(model) or self._prices.get(_SNAPSHOT.sub("", model))
         if price is not None:
             return price
-        for known in self._by_length:
-            if model.startswith(known):
-                return self._prices[known]
         with self._lock:
             if model not in self._warned:
                 self._warned.add(model)
