@@ -171,6 +171,51 @@ class CachedClient:
 
         return SyncEngine
 
+    # -- batches ------------------------------------------------------------------------
+
+    def batch_completions(
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        enable_cache: bool = True,
+        max_concurrency: int = 8,
+        return_exceptions: bool = False,
+        progress: bool = False,
+        **common: Any,
+    ) -> list[Any]:
+        """Serve many chat requests through the cache, concurrently; results in order.
+
+        Identical requests reach the upstream once: the first position gets the call's
+        answer, every other one its own copy marked as a hit (``cache_tier=None``, counted
+        as ``coalesced``). See :mod:`llmcache.batch`.
+
+        :param requests: message dicts (``{"role": "user", "content": ...}``, sent as
+            ``messages=[that dict]``) or dicts of ``create`` arguments.
+        :param model: the model of items that name none.
+        :param enable_cache: ``False`` sends every request upstream uncached (``no-store``).
+        :param max_concurrency: calls in flight at once (worker threads).
+        :param return_exceptions: put a failed call's exception in its places instead of
+            raising the first error (which is raised once the calls in flight finished).
+        :param progress: show a tqdm progress bar (``pip install 'llmcache[progress]'``).
+        :param common: arguments for every request (an item's own win), ``cache_*`` included.
+        :return: the responses (or exceptions), in the order of ``requests``.
+        :raises ValueError: an item is malformed (the message names its index), or
+            ``max_concurrency < 1``; raised before any upstream call.
+        """
+        from .batch import run_batch
+
+        return run_batch(
+            self,
+            requests,
+            model=model,
+            enable_cache=enable_cache,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            common=common,
+        )
+
     # -- pass-through ------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
@@ -244,6 +289,34 @@ class AsyncCachedClient(CachedClient):
         from .async_engine import AsyncEngine
 
         return AsyncEngine
+
+    async def batch_completions(  # type: ignore[override]
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        enable_cache: bool = True,
+        max_concurrency: int = 8,
+        return_exceptions: bool = False,
+        progress: bool = False,
+        **common: Any,
+    ) -> list[Any]:
+        """Serve many chat requests through the cache (see ``CachedClient.batch_completions``).
+
+        At most ``max_concurrency`` calls are awaited at once.
+        """
+        from .batch import run_batch_async
+
+        return await run_batch_async(
+            self,
+            requests,
+            model=model,
+            enable_cache=enable_cache,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            common=common,
+        )
 
     async def clear_cache(self, key: str | None = None, older_than: float | None = None) -> int:  # type: ignore[override]
         """Remove entries of this namespace from every tier (see ``CachedClient.clear_cache``)."""
