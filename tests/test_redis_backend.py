@@ -9,6 +9,8 @@ server dies, and entries shared between processes.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,17 +18,19 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient, ConfigError, MissingExtraError
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend
 from llmcache.globs import escape
+from llmcache.simulator import Simulator
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_redis import (
     AsyncRedisBackend,
@@ -40,6 +44,7 @@ from llmcache_redis.plugin import async_from_url, from_url
 from tests.redis_fixtures import (
     RedisCluster,
     RedisServer,
+    kill_and_restart,
     private_redis_server,
     redis_cluster,
     redis_server,
@@ -154,9 +159,6 @@ class Writes:
                 return _original(self_, *args, **kw)
 
             monkeypatch.setattr(cls, "send_packed_command", counting)
-
-
-Kind = tuple[str, Callable[[], CacheBackend], list[int]]
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
@@ -613,3 +615,210 @@ def test_an_async_backend_follows_the_event_loop(redis_server: RedisServer) -> N
     asyncio.run(backend.set(key, b"v", 60))
     assert asyncio.run(backend.get(key)) == b"v"  # a second loop gets a client of its own
     asyncio.run(backend.close())
+
+
+# -- through CachedClient: fail-open, processes sharing a cache --------------------------------
+
+
+def ask(client: Any, question: str = "What is a shared cache?") -> Any:
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": question}]
+    )
+
+
+def test_killing_the_server_fails_no_call_and_caching_resumes_after_restart(
+    private_redis_server: RedisServer, sim: Simulator
+) -> None:
+    client = CachedClient(
+        OpenAI(api_key="sk-test", base_url=sim.base_url, max_retries=0),
+        tiers=[private_redis_server.url + "/0"],
+        namespace=fresh_namespace(),
+        backend_timeout=0.3,
+        recovery_time=0.3,
+    )
+    assert not ask(client).cache_hit
+    assert ask(client).cache_tier == "L1:redis"
+
+    failures: list[BaseException] = []
+    served: list[bool] = []
+    done = threading.Event()
+
+    def traffic() -> None:
+        for i in range(5000):  # bounded; stops as soon as the test says so
+            if done.is_set():
+                return
+            try:
+                served.append(ask(client, f"question {i % 7}").cache_hit)
+            except BaseException as exc:
+                failures.append(exc)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    time.sleep(0.5)
+    kill_and_restart(private_redis_server, down_for=1.5)  # mid-run, under traffic
+    time.sleep(1.0)
+    done.set()
+    worker.join(timeout=60)
+
+    assert failures == []
+    assert len(served) > 20
+    assert client.stats().errors >= 1
+    time.sleep(0.4)  # the breaker lets the tier be tried again
+    fresh = f"after the restart {uuid.uuid4().hex}"
+    assert not ask(client, fresh).cache_hit
+    again = ask(client, fresh)
+    assert again.cache_hit
+    assert again.cache_tier == "L1:redis"
+    client.close()
+
+
+async def test_an_async_client_fails_open_and_resumes_too(
+    private_redis_server: RedisServer, sim: Simulator
+) -> None:
+    client = CachedClient(
+        AsyncOpenAI(api_key="sk-test", base_url=sim.base_url, max_retries=0),
+        tiers=[private_redis_server.url + "/0"],
+        namespace=fresh_namespace(),
+        backend_timeout=0.3,
+        recovery_time=0.3,
+    )
+    assert not (await ask(client)).cache_hit
+    assert (await ask(client)).cache_hit
+    private_redis_server.stop()
+    for _ in range(5):
+        assert not (await ask(client)).cache_hit  # served by the upstream, no error raised
+    assert client.stats().errors >= 1
+    private_redis_server.start()
+    await asyncio.sleep(0.4)
+    await ask(client)
+    assert (await ask(client)).cache_tier == "L1:redis"
+    await client.close()
+
+
+WORKER = """
+import json, sys, time
+from openai import OpenAI
+from llmcache import CachedClient
+
+base_url, tier, namespace, action, lock_ttl = sys.argv[1:6]
+client = CachedClient(
+    OpenAI(api_key="sk-test", base_url=base_url, max_retries=0),
+    tiers=[tier], namespace=namespace, lock_ttl=float(lock_ttl),
+)
+print("ready", flush=True)
+sys.stdin.readline()  # wait for the go, so that several workers start together
+started = time.monotonic()
+if action == "ask":
+    resp = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "What is a shared cache?"}]
+    )
+    out = {"hit": resp.cache_hit, "tier": resp.cache_tier,
+           "content": resp.choices[0].message.content}
+else:
+    out = {"removed": client.clear_cache()}
+out["elapsed"] = time.monotonic() - started
+print(json.dumps(out), flush=True)
+client.close()
+"""
+
+
+class Workers:
+    """Python processes, each with a CachedClient of its own on the same tier."""
+
+    def __init__(self, tmp_path: Path, sim: Simulator, tier: str, namespace: str) -> None:
+        self.script = tmp_path / "worker.py"
+        self.script.write_text(WORKER)
+        self.args = [sim.base_url, tier, namespace]
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLMCACHE_")}
+
+    def start(self, action: str = "ask", lock_ttl: float = 10.0) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(self.script), *self.args, action, str(lock_ttl)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        return proc
+
+    @staticmethod
+    def go(*procs: subprocess.Popen[str]) -> None:
+        """Wait until every worker has built its client, then let them all ask at once."""
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
+    @staticmethod
+    def result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    def run(self, action: str = "ask", lock_ttl: float = 10.0) -> dict[str, Any]:
+        proc = self.start(action, lock_ttl)
+        self.go(proc)
+        return self.result(proc)
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_tier(
+    request: pytest.FixtureRequest, redis_server: RedisServer, redis_cluster: RedisCluster
+) -> str:
+    return redis_server.url + "/7" if request.param == "redis" else redis_cluster.url
+
+
+def test_two_processes_share_entries_and_see_each_others_clears(
+    tmp_path: Path, sim: Simulator, shared_tier: str
+) -> None:
+    workers = Workers(tmp_path, sim, shared_tier, fresh_namespace())
+    first = workers.run()
+    second = workers.run()
+    assert first["hit"] is False
+    assert second["hit"] is True
+    assert second["tier"] == "L1:redis-cluster" if "cluster" in shared_tier else "L1:redis"
+    assert second["content"] == first["content"]
+    assert sim.count() == 1
+    assert workers.run("clear")["removed"] == 1
+    assert workers.run()["hit"] is False  # the other process sees the clear
+    assert sim.count() == 2
+
+
+def test_processes_issuing_the_same_miss_call_the_upstream_once(
+    tmp_path: Path, sim: Simulator, shared_tier: str
+) -> None:
+    workers = Workers(tmp_path, sim, shared_tier, fresh_namespace())
+    sim.delay = 1.0  # a slow model: every worker asks while the first call is in flight
+    procs = [workers.start() for _ in range(4)]
+    workers.go(*procs)
+    results = [workers.result(proc) for proc in procs]
+    assert sim.count() == 1
+    assert sum(not r["hit"] for r in results) == 1
+    assert len({r["content"] for r in results}) == 1
+
+
+def test_a_dead_lock_holder_blocks_nobody_past_the_lock_ttl(
+    tmp_path: Path, sim: Simulator, redis_server: RedisServer
+) -> None:
+    tier = redis_server.url + "/8"
+    workers = Workers(tmp_path, sim, tier, fresh_namespace())
+    sim.delay = 3.0
+    holder = workers.start(lock_ttl=1.0)
+    workers.go(holder)
+    locks = redis.Redis(port=redis_server.port, db=8)
+    deadline = time.monotonic() + 20
+    while not list(locks.scan_iter("_llmcache:lock:*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(locks.scan_iter("_llmcache:lock:*")), "the first worker never took the lock"
+    holder.kill()  # dies holding the lock
+    holder.communicate(timeout=10)
+    sim.delay = 0.0
+    # every process has the same lock_ttl: a waiter gives up on the dead holder's entry
+    # within one lock_ttl and calls the upstream itself
+    result = workers.run(lock_ttl=1.0)
+    assert result["hit"] is False
+    assert result["elapsed"] < 2.5
+    locks.close()
