@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -106,10 +107,13 @@ def _pattern_includes(outer: str | None, inner: str | None) -> bool:
     return "".join(inner_prefix).startswith(prefix)
 
 
+_Check = tuple[Callable[[str], "re.Match[str] | None"] | None, tuple[Rule, ...]]
+
+
 class ScopeState:
     """One scope's invalidation record on one server (immutable)."""
 
-    __slots__ = ("gen", "max_ttl", "rules", "seq", "top")
+    __slots__ = ("_checks", "_seqs", "gen", "max_ttl", "rules", "seq", "top")
 
     def __init__(self, gen: int, seq: int, max_ttl: float, rules: tuple[Rule, ...] = ()):
         self.gen = gen
@@ -117,17 +121,31 @@ class ScopeState:
         self.max_ttl = max_ttl
         self.rules = tuple(sorted(rules, key=lambda rule: rule.seq, reverse=True))
         self.top = self.rules[0].seq if self.rules else 0
+        self._seqs = [rule.seq for rule in reversed(self.rules)]
+        self._checks: dict[int, _Check] = {}
 
     def invalidates(self, key: str, tag: int, created: float) -> bool:
         """Tell whether a value of this generation tagged ``tag`` is dead under the rules."""
         if tag >= self.top:
             return False
-        for rule in self.rules:
-            if rule.seq <= tag:
-                return False
-            if rule.covers(key, created):
-                return True
-        return False
+        newer = len(self._seqs) - bisect_right(self._seqs, tag)  # self.rules[:newer] apply
+        check = self._checks.get(newer)
+        if check is None:
+            check = self._checks[newer] = self._compile(self.rules[:newer])
+        any_age, aged = check
+        if any_age is not None and any_age(key) is not None:
+            return True
+        return any(rule.covers(key, created) for rule in aged)
+
+    @staticmethod
+    def _compile(rules: tuple[Rule, ...]) -> _Check:
+        """One regex for the rules of any age; the age-limited ones are checked one by one."""
+        patterns = [rule.pattern for rule in rules if rule.cutoff is None and rule.pattern]
+        aged = tuple(rule for rule in rules if rule.cutoff is not None or not rule.pattern)
+        if not patterns:
+            return None, aged
+        joined = "|".join(f"(?:{globs.to_regex(pattern).pattern})" for pattern in patterns)
+        return re.compile(joined, re.DOTALL).match, aged
 
     # -- changes (each returns a new record) ---------------------------------------------
 

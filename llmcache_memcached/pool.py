@@ -1,12 +1,15 @@
-"""The servers of a memcached tier: rendezvous hashing and per-server failure tracking.
+"""The servers of a memcached tier: consistent hashing and per-server failure tracking.
 
-Keys are placed by rendezvous (highest random weight) hashing: each key goes to the server
-with the highest score for it, so adding a server to ``n`` moves about ``1/(n+1)`` of the
-keys and removing one moves only that server's keys. A server that fails is marked down
-for ``dead_timeout`` seconds: its keys are misses (and its writes are skipped) without
-waiting on it, while the other servers keep serving; then one caller tries it again.
-Keys never move to another server while one is down, so a returning server never meets
-entries that were written elsewhere in the meantime.
+Keys are placed on a consistent-hash ring (ketama's idea: each server owns 160 points of a
+64-bit ring; a key belongs to the first point at or after its hash), so adding a server
+to ``n`` moves about ``1/(n+1)`` of the keys, all onto the new server, and removing one
+moves only that server's keys. A lookup is one BLAKE2b hash and one binary search, whatever
+the number of servers.
+
+A server that fails is marked down for ``dead_timeout`` seconds: its keys are misses (and
+its writes are skipped) without waiting on it, while the other servers keep serving; then
+one caller tries it again. Keys never move to another server while one is down, so a
+returning server never meets entries that were written elsewhere in the meantime.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,20 +28,12 @@ __all__ = ["Server", "ServerDown", "ServerPool", "server_name"]
 
 log = logging.getLogger("llmcache.memcached")
 
-_MASK = (1 << 64) - 1
 DEFAULT_IDLE = 16
+POINTS_PER_SERVER = 160
 
 
 class ServerDown(ConnectionError):
     """Every server of the tier failed recently; none was tried this time."""
-
-
-def _mix(x: int) -> int:
-    """splitmix64's finaliser: a cheap, well-spread 64-bit mix."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
 
 
 def _hash64(text: str) -> int:
@@ -61,11 +57,10 @@ class Server:
     one client at a time. At most ``max_idle`` idle connections are kept.
     """
 
-    __slots__ = ("_idle", "_make", "down_until", "failures", "max_idle", "name", "seed")
+    __slots__ = ("_idle", "_make", "down_until", "failures", "max_idle", "name")
 
     def __init__(self, name: str, make: Callable[[], Any], max_idle: int) -> None:
         self.name = name
-        self.seed = _hash64(name)
         self.down_until = 0.0  # 0: healthy; else skipped until this monotonic time
         self.failures = 0
         self.max_idle = max_idle
@@ -140,13 +135,20 @@ class ServerPool:
         idle = DEFAULT_IDLE if pool_size is None else pool_size
         self.servers = [Server(server_name(spec), maker(spec), idle) for spec in servers]
         self._single = self.servers[0] if len(self.servers) == 1 else None
+        ring = sorted(
+            (_hash64(f"{server.name}#{point}"), index)
+            for index, server in enumerate(self.servers)
+            for point in range(POINTS_PER_SERVER)
+        )
+        self._points = [point for point, _ in ring]
+        self._owners = [self.servers[index] for _, index in ring]
 
     def route(self, key: str) -> Server:
         """Return the server that holds ``key`` (a memcached key)."""
         if self._single is not None:
             return self._single
-        h = _hash64(key)
-        return max(self.servers, key=lambda server: _mix(h ^ server.seed))
+        at = bisect_left(self._points, _hash64(key))
+        return self._owners[at if at < len(self._owners) else 0]
 
     # -- health --------------------------------------------------------------------------
 

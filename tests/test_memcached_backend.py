@@ -637,6 +637,24 @@ def test_a_wider_rule_replaces_the_narrower_ones() -> None:
     assert len(aged.rules) == 3
 
 
+def test_only_rules_newer_than_an_entry_apply_to_it() -> None:
+    state = fresh_state().with_max_ttl(600)
+    tags = []
+    for pattern, cutoff in [("a*", None), ("b*", 50.0), (None, 10.0), ("c?", None)]:
+        tags.append(state.seq)  # what an entry written just before this clear carries
+        state = state.with_clear(pattern, cutoff, now=100.0)
+    before_all, before_b, before_whole, before_c = tags
+    assert state.invalidates("a1", before_all, created=90.0)
+    assert not state.invalidates("a1", before_b, created=90.0)  # written after "a*"
+    assert state.invalidates("b1", before_b, created=40.0)
+    assert not state.invalidates("b1", before_b, created=60.0)  # younger than the cutoff
+    assert state.invalidates("zz", before_whole, created=5.0)  # the whole scope, by age
+    assert not state.invalidates("zz", before_whole, created=20.0)
+    assert state.invalidates("c1", before_c, created=99.0)
+    assert not state.invalidates("c12", before_c, created=99.0)
+    assert not state.invalidates("c1", state.seq, created=99.0)  # written after every rule
+
+
 def test_too_many_rules_start_a_new_generation() -> None:
     state = fresh_state().with_max_ttl(float("inf"))
     for i in range(4):
