@@ -1,0 +1,205 @@
+"""The asyncio SQL tier, on SQLAlchemy's asyncio extension.
+
+The twin of :class:`~llmcache_sql.backend.SQLBackend`: the same tables, the same
+statements (compiled once for the asyncio dialect and run with ``exec_driver_sql``), the
+same bounded purge. Drivers: aiosqlite, psycopg's asyncio flavour or asyncpg, aiomysql.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llmcache.backends.base import AsyncCacheBackend
+
+from .backend import _bytes, _text, entry_row
+from .config import SQLConfig
+from .engines import async_engine
+from .schema import Schema, build_schema, ensure_schema, storage_key
+from .statements import MANY_CHUNK, Statements, padded
+
+__all__ = ["AsyncSQLBackend"]
+
+log = logging.getLogger("llmcache.sql")
+
+
+class AsyncSQLBackend(AsyncCacheBackend):
+    """A cache tier in a SQL table, for asyncio clients.
+
+    Build it with :func:`llmcache_sql.plugin.async_from_url`; nothing connects before the
+    first call, which creates the tables if they are missing.
+
+    :param config: the parsed tier URL (with an asyncio driver).
+    """
+
+    shared = True
+    supports_locks = True
+
+    def __init__(self, config: SQLConfig) -> None:
+        self.config = config
+        self.schema: Schema = build_schema(config.table, config.family)
+        self.engine = async_engine(config)
+        self._statements: Statements | None = None
+        self._next_purge = 0.0
+        self._purging = False
+
+    def __repr__(self) -> str:
+        return f"<AsyncSQLBackend {self.config.redacted} table={self.schema.name}>"
+
+    async def _prepare(self) -> Statements:
+        """Create the tables if needed and compile the statements (first call only).
+
+        Two coroutines may both get here on a fresh tier; the creation is idempotent.
+        """
+        if self._statements is not None:
+            return self._statements
+        database = self.engine.url.database
+        if self.config.family == "sqlite" and database and not self.engine.url.query.get("uri"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        async with self.engine.connect() as conn:
+            await conn.run_sync(ensure_schema, self.schema)
+        statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
+        self._get_args = statements.get.binder("key", "now")
+        self._get_long_args = statements.get_long.binder("key", "full_key", "now")
+        self._statements = statements
+        return statements
+
+    async def _run(self, sql: str, args: Any, *, fetch: bool = False) -> Any:
+        async with self.engine.connect() as conn:
+            result = await conn.exec_driver_sql(sql, args)
+            return result.fetchall() if fetch else result.rowcount
+
+    async def _run_batch(self, sql: str, rows: list[Any]) -> None:
+        if self.config.family != "sqlite":
+            await self._run(sql, rows)
+            return
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")  # see SQLBackend._run_batch
+            try:
+                await conn.exec_driver_sql(sql, rows)
+            except BaseException:
+                # a cancelled call is rolled back by the pool when the connection returns
+                await conn.exec_driver_sql("ROLLBACK")
+                raise
+            await conn.exec_driver_sql("COMMIT")
+
+    # -- the contract --------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        statements = self._statements or await self._prepare()
+        stored, full = storage_key(key, self.schema.key_limit)
+        if full is None:
+            rows = await self._run(
+                statements.get.sql, self._get_args(stored, time.time()), fetch=True
+            )
+        else:
+            args = self._get_long_args(stored, full, time.time())
+            rows = await self._run(statements.get_long.sql, args, fetch=True)
+        return _bytes(rows[0][0]) if rows else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        statements = self._statements or await self._prepare()
+        now = time.time()
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        limit = self.schema.key_limit
+        for start in range(0, len(unique), MANY_CHUNK):
+            stored = [storage_key(k, limit)[0] for k in unique[start : start + MANY_CHUNK]]
+            prepared, width = statements.many("get", len(stored))
+            args = prepared.args({**padded(stored, width), "now": now})
+            for key, full, value in await self._run(prepared.sql, args, fetch=True):
+                found[full if full is not None else _text(key)] = _bytes(value)
+        return [found.get(key) for key in keys]
+
+    async def set(
+        self, key: str, value: bytes, ttl: float | None, *, created: float | None = None
+    ) -> None:
+        statements = self._statements or await self._prepare()
+        row = entry_row(key, value, ttl, created, time.time(), self.schema.key_limit)
+        await self._run(statements.upsert.sql, statements.upsert.args(row))
+        await self._maybe_purge()
+
+    async def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, *, created: float | None = None
+    ) -> None:
+        if not items:
+            return
+        statements = self._statements or await self._prepare()
+        now = time.time()
+        limit = self.schema.key_limit
+        rows = [entry_row(k, v, ttl, created, now, limit) for k, v in items.items()]
+        rows.sort(key=lambda row: row["key"])
+        upsert = statements.upsert
+        await self._run_batch(upsert.sql, [upsert.args(row) for row in rows])
+        await self._maybe_purge()
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        statements = self._statements or await self._prepare()
+        stored = sorted({storage_key(k, self.schema.key_limit)[0] for k in keys})
+        for start in range(0, len(stored), MANY_CHUNK):
+            chunk = stored[start : start + MANY_CHUNK]
+            prepared, width = statements.many("delete", len(chunk))
+            await self._run(prepared.sql, prepared.args(padded(chunk, width)))
+
+    async def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
+        statements = self._statements or await self._prepare()
+        prepared = statements.clear(pattern, older_than, time.time())
+        return int(await self._run(prepared.sql, prepared.args({})))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- purge ---------------------------------------------------------------------------
+
+    async def purge(self) -> int:
+        """Delete at most ``purge_batch`` expired entries (and expired locks); return how many."""
+        statements = self._statements or await self._prepare()
+        now = time.time()
+        removed = int(await self._run(statements.purge.sql, statements.purge.args({"now": now})))
+        await self._run(statements.purge_locks.sql, statements.purge_locks.args({"now": now}))
+        return removed
+
+    async def _maybe_purge(self) -> None:
+        if self.config.purge_batch <= 0 or self._purging or time.monotonic() < self._next_purge:
+            return
+        self._purging = True
+        try:
+            interval = self.config.purge_interval
+            self._next_purge = time.monotonic() + interval
+            if await self.purge() >= self.config.purge_batch:
+                self._next_purge = time.monotonic() + min(interval, 1.0)
+        except Exception as exc:
+            log.warning("llmcache could not purge expired entries in %r: %s", self, exc)
+        finally:
+            self._purging = False
+
+    # -- locks ---------------------------------------------------------------------------
+
+    async def try_lock(self, name: str, ttl: float) -> str | None:
+        statements = self._statements or await self._prepare()
+        stored = storage_key(name, self.schema.key_limit)[0]
+        token = uuid.uuid4().hex
+        now = time.time()
+        take = statements.take_lock
+        await self._run(
+            take.sql, take.args({"name": stored, "token": token, "expires": now + ttl, "now": now})
+        )
+        rows = await self._run(
+            statements.lock_token.sql, statements.lock_token.args({"name": stored}), fetch=True
+        )
+        return token if rows and rows[0][0] == token else None
+
+    async def unlock(self, name: str, token: str) -> None:
+        statements = self._statements or await self._prepare()
+        stored = storage_key(name, self.schema.key_limit)[0]
+        await self._run(
+            statements.unlock.sql, statements.unlock.args({"name": stored, "token": token})
+        )

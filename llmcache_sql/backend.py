@@ -1,0 +1,418 @@
+"""The synchronous SQL tier.
+
+A cache hit is one indexed primary-key ``SELECT``, compiled once by SQLAlchemy and run
+straight on a DBAPI cursor:
+
+* on SQLite, each thread keeps a connection of its own to the file (opened on its first
+  call, closed by :meth:`SQLBackend.close` or when the thread has gone), so a hit pays for
+  the ``SELECT`` alone;
+* on PostgreSQL and MySQL/MariaDB, each call borrows a connection from SQLAlchemy's pool.
+
+Writes are upserts. Expired rows are never read (the ``SELECT`` filters on ``expires``)
+and are deleted by a bounded purge (at most ``purge_batch`` rows, found through the
+``expires`` index) that a write triggers at most once per ``purge_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llmcache.backends.base import CacheBackend, StoredEntry
+
+from .config import SQLConfig
+from .engines import sqlite_setup, sync_engine
+from .schema import Schema, build_schema, ensure_schema, namespace_of, storage_key
+from .statements import MANY_CHUNK, Statements, padded
+
+__all__ = ["SQLBackend"]
+
+log = logging.getLogger("llmcache.sql")
+
+SCAN_PAGE = 500
+_LIVE: weakref.WeakSet[SQLBackend] = weakref.WeakSet()
+_ABANDONED: list[Any] = []  # connections inherited through fork(): never touched again
+
+
+def _bytes(value: Any) -> bytes:
+    return value if type(value) is bytes else bytes(value)
+
+
+def _text(key: Any) -> str:
+    return key.decode("utf-8") if isinstance(key, bytes | bytearray) else str(key)
+
+
+def entry_row(
+    key: str, value: bytes, ttl: float | None, created: float | None, now: float, limit: int | None
+) -> dict[str, Any]:
+    """Return the column values that store ``value`` under ``key``."""
+    stored, full = storage_key(key, limit)
+    return {
+        "key": stored,
+        "full_key": full,
+        "namespace": namespace_of(key),
+        "value": value,
+        "created": now if created is None else created,
+        "expires": None if ttl is None else now + ttl,
+        "size": len(value),
+    }
+
+
+class _ThreadConnections:
+    """One DBAPI connection per thread (SQLite), all closed together."""
+
+    def __init__(self, connect: Any) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._all: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        return conn if conn is not None else self._open()
+
+    def _open(self) -> Any:
+        conn = self._connect()
+        with self._lock:
+            dead = [
+                ident
+                for ident, (thread, _) in self._all.items()
+                if (t := thread()) is None or not t.is_alive()
+            ]
+            stale = [self._all.pop(ident)[1] for ident in dead]
+            self._all[id(conn)] = (weakref.ref(threading.current_thread()), conn)
+        self._local.conn = conn
+        for old in stale:
+            _close_quietly(old)
+        return conn
+
+    def discard(self, conn: Any) -> None:
+        """Forget and close a connection that failed."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._lock:
+            self._all.pop(id(conn), None)
+        _close_quietly(conn)
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns = [conn for _, conn in self._all.values()]
+            self._all.clear()
+            self._local = threading.local()  # other threads open afresh on their next call
+        for conn in conns:
+            _close_quietly(conn)
+
+    def forget(self) -> list[Any]:
+        """Drop every connection without closing it (in a child process after fork)."""
+        with self._lock:
+            conns = [conn for _, conn in self._all.values()]
+            self._all.clear()
+            self._local = threading.local()
+        return conns
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # a connection that failed may fail to close too; it is gone either way
+        log.debug("llmcache could not close a SQL connection", exc_info=True)
+
+
+class SQLBackend(CacheBackend):
+    """A cache tier in a SQL table: SQLite file, PostgreSQL, MySQL or MariaDB.
+
+    Build it with :func:`llmcache_sql.plugin.from_url`; nothing connects before the first
+    call, which creates the tables if they are missing.
+
+    :param config: the parsed tier URL.
+    """
+
+    shared = True
+    supports_scan = True
+    supports_locks = True
+
+    def __init__(self, config: SQLConfig) -> None:
+        self.config = config
+        self.schema: Schema = build_schema(config.table, config.family)
+        self.engine = sync_engine(config)
+        self._statements: Statements | None = None
+        self._prepare_lock = threading.Lock()
+        self._threads = (
+            _ThreadConnections(self._connect_sqlite) if config.family == "sqlite" else None
+        )
+        self._purge_lock = threading.Lock()
+        self._next_purge = 0.0
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        return f"<SQLBackend {self.config.redacted} table={self.schema.name}>"
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connect_sqlite(self) -> Any:
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        cparams.update(self.config.connect_args)
+        cparams.update(check_same_thread=False, isolation_level=None)
+        conn = dialect.loaded_dbapi.connect(*cargs, **cparams)
+        try:
+            sqlite_setup(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _acquire(self) -> Any:
+        if self._threads is not None:
+            return self._threads.get()
+        return self.engine.raw_connection()
+
+    def _release(self, conn: Any) -> None:
+        if self._threads is None:
+            conn.close()  # back to the pool
+
+    def _broken(self, conn: Any, exc: Exception) -> None:
+        if self._threads is not None:
+            self._threads.discard(conn)
+            return
+        disconnect = False
+        try:
+            error: Any = exc  # a driver error (typed differently across SQLAlchemy 2.x)
+            disconnect = self.engine.dialect.is_disconnect(error, conn.dbapi_connection, None)
+        except Exception:
+            log.debug("llmcache could not classify a SQL error", exc_info=True)
+        conn.invalidate(exc)
+        if disconnect:  # the server went away: its other pooled connections are dead too
+            self.engine.dispose()
+
+    def _run(self, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> Any:
+        """Run one statement on a connection of its own; return its rows or row count."""
+        conn = self._acquire()
+        try:
+            cursor = conn.cursor()
+            try:
+                if many:
+                    cursor.executemany(sql, args)
+                else:
+                    cursor.execute(sql, args)
+                return cursor.fetchall() if fetch else cursor.rowcount
+            finally:
+                cursor.close()
+        except Exception as exc:
+            self._broken(conn, exc)
+            raise
+        finally:
+            self._release(conn)
+
+    def _run_batch(self, sql: str, rows: Sequence[Any]) -> None:
+        """Run ``sql`` for each of ``rows``; on SQLite in one transaction."""
+        if self._threads is None:
+            self._run(sql, rows, many=True)
+            return
+        conn = self._threads.get()
+        try:
+            # IMMEDIATE: take the write lock now (waiting up to the busy timeout), rather
+            # than fail when a read lock cannot be upgraded mid-transaction
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        except Exception:
+            self._threads.discard(conn)
+            raise
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _prepare(self) -> Statements:
+        """Create the tables if needed and compile the statements (first call only)."""
+        with self._prepare_lock:
+            if self._statements is not None:
+                return self._statements
+            if self.config.family == "sqlite":
+                self._make_directory()
+            with self.engine.connect() as conn:
+                ensure_schema(conn, self.schema)
+            statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
+            self._get_args = statements.get.binder("key", "now")
+            self._get_long_args = statements.get_long.binder("key", "full_key", "now")
+            self._statements = statements
+            return statements
+
+    def _make_directory(self) -> None:
+        database = self.engine.url.database
+        if database and not database.startswith("file:") and not self.engine.url.query.get("uri"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    # -- the contract --------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        statements = self._statements or self._prepare()
+        if self._threads is not None:  # SQLite: keys are stored whole
+            conn = self._threads.get()
+            try:
+                row = conn.execute(statements.get.sql, self._get_args(key, time.time())).fetchone()
+            except Exception:
+                self._threads.discard(conn)
+                raise
+            return None if row is None else _bytes(row[0])
+        stored, full = storage_key(key, self.schema.key_limit)
+        if full is None:
+            rows = self._run(statements.get.sql, self._get_args(stored, time.time()), fetch=True)
+        else:
+            args = self._get_long_args(stored, full, time.time())
+            rows = self._run(statements.get_long.sql, args, fetch=True)
+        return _bytes(rows[0][0]) if rows else None
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        statements = self._statements or self._prepare()
+        now = time.time()
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), MANY_CHUNK):
+            stored = [
+                storage_key(k, self.schema.key_limit)[0] for k in unique[start : start + MANY_CHUNK]
+            ]
+            prepared, width = statements.many("get", len(stored))
+            args = prepared.args({**padded(stored, width), "now": now})
+            for key, full, value in self._run(prepared.sql, args, fetch=True):
+                # a hashed row answers only for its full key
+                found[full if full is not None else _text(key)] = _bytes(value)
+        return [found.get(key) for key in keys]
+
+    def set(
+        self, key: str, value: bytes, ttl: float | None, *, created: float | None = None
+    ) -> None:
+        statements = self._statements or self._prepare()
+        now = time.time()
+        row = entry_row(key, value, ttl, created, now, self.schema.key_limit)
+        self._run(statements.upsert.sql, statements.upsert.args(row))
+        self._maybe_purge()
+
+    def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, *, created: float | None = None
+    ) -> None:
+        if not items:
+            return
+        statements = self._statements or self._prepare()
+        now = time.time()
+        limit = self.schema.key_limit
+        rows = [entry_row(k, v, ttl, created, now, limit) for k, v in items.items()]
+        rows.sort(key=lambda row: row["key"])  # one lock order for every writer: no deadlocks
+        upsert = statements.upsert
+        self._run_batch(upsert.sql, [upsert.args(row) for row in rows])
+        self._maybe_purge()
+
+    def delete(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        statements = self._statements or self._prepare()
+        stored = sorted({storage_key(k, self.schema.key_limit)[0] for k in keys})
+        for start in range(0, len(stored), MANY_CHUNK):
+            chunk = stored[start : start + MANY_CHUNK]
+            prepared, width = statements.many("delete", len(chunk))
+            self._run(prepared.sql, prepared.args(padded(chunk, width)))
+
+    def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
+        statements = self._statements or self._prepare()
+        prepared = statements.clear(pattern, older_than, time.time())
+        return int(self._run(prepared.sql, prepared.args({})))
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.close_all()
+        self.engine.dispose()
+
+    # -- purge ---------------------------------------------------------------------------
+
+    def purge(self) -> int:
+        """Delete at most ``purge_batch`` expired entries (and expired locks); return how many.
+
+        Each statement finds its rows through the ``expires`` index, so a purge costs the
+        rows it removes, never a scan of the table.
+        """
+        statements = self._statements or self._prepare()
+        now = time.time()
+        removed = int(self._run(statements.purge.sql, statements.purge.args({"now": now})))
+        self._run(statements.purge_locks.sql, statements.purge_locks.args({"now": now}))
+        return removed
+
+    def _maybe_purge(self) -> None:
+        """Purge after a write when the interval has passed (one thread at a time)."""
+        if self.config.purge_batch <= 0 or time.monotonic() < self._next_purge:
+            return
+        if not self._purge_lock.acquire(blocking=False):
+            return
+        try:
+            interval = self.config.purge_interval
+            self._next_purge = time.monotonic() + interval
+            removed = self.purge()
+            if removed >= self.config.purge_batch:  # more are waiting: come back sooner
+                self._next_purge = time.monotonic() + min(interval, 1.0)
+        except Exception as exc:
+            # the write itself succeeded; a purge that failed is retried next interval
+            log.warning("llmcache could not purge expired entries in %r: %s", self, exc)
+        finally:
+            self._purge_lock.release()
+
+    # -- scan (llmcache stats) -----------------------------------------------------------
+
+    def scan(self, pattern: str | None = None) -> Iterator[StoredEntry]:
+        statements = self._statements or self._prepare()
+        after: Any = None
+        while True:
+            prepared = statements.scan(pattern, time.time(), after, SCAN_PAGE)
+            rows = self._run(prepared.sql, prepared.args({}), fetch=True)
+            for key, full, size, created, expires in rows:
+                yield StoredEntry(full if full is not None else _text(key), size, created, expires)
+            if len(rows) < SCAN_PAGE:
+                return
+            after = rows[-1][0]
+
+    # -- locks (cross-process single-flight) ---------------------------------------------
+
+    def try_lock(self, name: str, ttl: float) -> str | None:
+        statements = self._statements or self._prepare()
+        stored = storage_key(name, self.schema.key_limit)[0]
+        token = uuid.uuid4().hex
+        now = time.time()
+        take = statements.take_lock
+        self._run(
+            take.sql, take.args({"name": stored, "token": token, "expires": now + ttl, "now": now})
+        )
+        rows = self._run(
+            statements.lock_token.sql, statements.lock_token.args({"name": stored}), fetch=True
+        )
+        return token if rows and rows[0][0] == token else None
+
+    def unlock(self, name: str, token: str) -> None:
+        statements = self._statements or self._prepare()
+        stored = storage_key(name, self.schema.key_limit)[0]
+        self._run(statements.unlock.sql, statements.unlock.args({"name": stored, "token": token}))
+
+    # -- fork ----------------------------------------------------------------------------
+
+    def _forget_connections(self) -> None:
+        """In a child process: drop the parent's connections without using them."""
+        if self._threads is not None:
+            _ABANDONED.extend(self._threads.forget())
+        self.engine.dispose(close=False)
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_LIVE):
+        backend._forget_connections()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
