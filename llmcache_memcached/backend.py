@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ log = logging.getLogger("llmcache.memcached")
 
 GLOBAL = scope_key(None)
 CAS_ATTEMPTS = 32
+VIEW_TTL = 1.0  # seconds a writer trusts the records it last read
 
 _Item = tuple[str, str, str | None]  # llmcache key, memcached key, namespace record key
 
@@ -84,8 +86,12 @@ class MemcachedBackend(CacheBackend):
         self.max_rules = max_rules
         self.max_ttl = max_ttl
         self.oversized = 0
+        self._lock = threading.Lock()
         self._states = StateCache()
-        self._views: dict[str, dict[str, ScopeState]] = {s.name: {} for s in self.pool.servers}
+        # each server's records as this process last read them, and when (monotonic)
+        self._views: dict[str, dict[str, tuple[ScopeState, float]]] = {
+            server.name: {} for server in self.pool.servers
+        }
         self._scope_keys: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -125,7 +131,7 @@ class MemcachedBackend(CacheBackend):
         if state is None:
             views.pop(rkey, None)
         else:
-            views[rkey] = state
+            views[rkey] = (state, time.monotonic())
         return state
 
     def _open(
@@ -273,7 +279,8 @@ class MemcachedBackend(CacheBackend):
             self._oversized(", ".join(values), sum(map(len, values.values())))
 
     def _oversized(self, key: str, size: int) -> None:
-        self.oversized += 1
+        with self._lock:
+            self.oversized += 1
         log.warning(
             "llmcache value of %d bytes for %r exceeds memcached's item size limit even "
             "compressed; not stored",
@@ -316,9 +323,11 @@ class MemcachedBackend(CacheBackend):
     ) -> dict[str, ScopeState]:
         """Return ``server``'s records for tagging values that live ``lifetime`` seconds.
 
-        A record is read (or created) when this process has not seen it, and its
-        ``max_ttl`` raised first when the value may outlive what it allows, so that rule
-        expiry never uncovers a live entry.
+        A record is read (or created) when this process has not read it for
+        :data:`VIEW_TTL` seconds (reads refresh it for free), and its ``max_ttl`` raised
+        first when the value may outlive what it allows, so that rule expiry never uncovers
+        a live entry. A value tagged with an outdated view is dead on arrival: safe, and
+        rare, since the core reads a key before writing it.
         """
 
         def allow(state: ScopeState) -> ScopeState:
@@ -328,9 +337,10 @@ class MemcachedBackend(CacheBackend):
         wanted = [GLOBAL, *sorted(rkey for rkey in spaces if rkey is not None)]
         known: dict[str, ScopeState] = {}
         stale = []
+        now = time.monotonic()
         for rkey in wanted:
-            state = views.get(rkey)
-            if state is None or state.max_ttl < lifetime:
+            state, seen = views.get(rkey, (None, 0.0))
+            if state is None or state.max_ttl < lifetime or now - seen > VIEW_TTL:
                 stale.append(rkey)
             else:
                 known[rkey] = state
@@ -360,7 +370,7 @@ class MemcachedBackend(CacheBackend):
                 else:  # replaces a valid record, or bytes that are no record at all
                     stored = client.cas(rkey, state.encode(), cas, expire=0, noreply=False)
                 if stored:
-                    self._views[server.name][rkey] = state
+                    self._views[server.name][rkey] = (state, time.monotonic())
                     return state
                 time.sleep(random.uniform(0, 0.001 * (attempt + 1)))  # jitter
         finally:

@@ -28,6 +28,7 @@ from llmcache.backends.base import AsyncCacheBackend, CacheBackend
 from llmcache.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_memcached import MemcachedBackend, ServerDown, async_from_url, from_url, parse_url
+from llmcache_memcached.backend import VIEW_TTL
 from llmcache_memcached.invalidation import CLOCK_MARGIN, ScopeState, fresh_state
 from llmcache_memcached.keys import entry_key, pattern_scope, scope_key, whole_scope
 from llmcache_memcached.pool import ServerPool
@@ -490,6 +491,19 @@ def test_a_writer_with_a_stale_view_never_revives_cleared_entries(
     writer.set(keys[0], b"after", 600)
     assert clearer.get_many(keys[1:]) == [None] * 9
     assert writer.get(keys[0]) in (None, b"after")  # never "before"
+
+
+def test_a_process_that_only_writes_catches_up_with_a_clear(
+    two_processes: tuple[MemcachedBackend, MemcachedBackend],
+) -> None:
+    writer, clearer = two_processes
+    ns = uuid.uuid4().hex
+    writer.set(key(ns), b"v", 600)
+    clearer.clear(f"llmcache:{ns}:*")
+    time.sleep(VIEW_TTL + 0.1)
+    fresh = key(ns)
+    writer.set(fresh, b"after", 600)  # no read in between: the writer re-reads the records
+    assert clearer.get(fresh) == b"after"
 
 
 def test_clear_from_a_real_subprocess_is_never_missed(
