@@ -1,4 +1,4 @@
-"""The memcached tier: one server or a rendezvous-hashed pool, with clear() that works.
+"""The memcached tier: one server or a consistent-hash pool, with a clear() that works.
 
 A read of keys on one server is one multi-get that also fetches that server's
 invalidation records (see :mod:`llmcache_memcached.invalidation`), so a clear made by any
@@ -54,7 +54,7 @@ class MemcachedBackend(CacheBackend):
 
     :param servers: ``(host, port)`` tuples or Unix socket paths; several make a pool.
     :param timeout: seconds for connecting and for each socket operation.
-    :param pool_size: connections kept per server (``None``: as many as threads need).
+    :param pool_size: idle connections kept per server (``None``: 16).
     :param dead_timeout: seconds a failed server of a pool is skipped (its keys are misses).
     :param max_item_size: memcached's item size limit (its ``-I``), in bytes.
     :param max_rules: invalidation rules kept per scope before a new generation replaces
@@ -81,7 +81,6 @@ class MemcachedBackend(CacheBackend):
         self.pool = ServerPool(
             servers, timeout=timeout, pool_size=pool_size, dead_timeout=dead_timeout
         )
-        self.timeout = timeout
         self.max_item_size = max_item_size
         self.max_rules = max_rules
         self.max_ttl = max_ttl
