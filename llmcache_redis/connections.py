@@ -101,7 +101,7 @@ def async_client(url: RedisURL, timeout: float) -> Any:
     from redis.backoff import NoBackoff
 
     if not url.cluster:
-        pool = redis.asyncio.BlockingConnectionPool(**_pool_options(url, timeout, aio=True))
+        pool = _fast_blocking_pool_class()(**_pool_options(url, timeout, aio=True))
         return redis.asyncio.Redis(connection_pool=pool)
     from redis.asyncio.cluster import ClusterNode, RedisCluster
 
@@ -111,3 +111,28 @@ def async_client(url: RedisURL, timeout: float) -> Any:
         max_connections=url.pool_size,
         **_socket_options(url, timeout),
     )
+
+
+@functools.cache
+def _fast_blocking_pool_class() -> Any:
+    """redis.asyncio's blocking pool, without its waiting machinery when a connection is idle.
+
+    ``BlockingConnectionPool.get_connection`` enters a condition and a timeout scope on
+    every call, which made an asyncio hit about 20 % slower than with the plain pool. The
+    plain pool, though, fails at once when all connections are busy, and a burst of tasks
+    would then trip the circuit breaker. This pool takes an idle connection the plain way
+    and waits (up to the timeout) only when there is none.
+    """
+    from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
+    from redis.exceptions import MaxConnectionsError
+
+    class FastBlockingConnectionPool(BlockingConnectionPool):
+        async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            if getattr(self, "_available_connections", None):
+                try:
+                    return await ConnectionPool.get_connection(self, *args, **kwargs)  # type: ignore[no-untyped-call]
+                except MaxConnectionsError:  # another task took the idle one meanwhile
+                    pass
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    return FastBlockingConnectionPool

@@ -360,6 +360,21 @@ def test_pool_size_caps_the_connections_to_a_server(redis_server: RedisServer) -
     assert 1 <= len(mine) <= 2
 
 
+async def test_a_burst_beyond_the_async_pool_waits_for_a_connection(
+    redis_server: RedisServer,
+) -> None:
+    name = "llmcache-apool-" + uuid.uuid4().hex[:6]
+    backend = async_from_url(f"{redis_server.url}/4?pool_size=2&client_name={name}")
+    key = pkey()
+    await backend.set(key, b"v", 60)
+    values = await asyncio.gather(*(backend.get(key) for _ in range(40)))
+    assert values == [b"v"] * 40  # no "too many connections": the 38 others waited their turn
+    admin = redis.Redis(port=redis_server.port)
+    assert 1 <= len([c for c in admin.client_list() if c["name"] == name]) <= 2
+    admin.close()
+    await backend.close()
+
+
 # -- one round trip --------------------------------------------------------------------------
 
 
