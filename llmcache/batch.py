@@ -263,6 +263,8 @@ def run_batch(
         try:
             return call, batch.create(**call.kwargs), None
         except Exception as exc:
+            if not return_exceptions:
+                stop.set()  # before this worker takes the next call
             return call, None, exc
 
     try:
@@ -275,8 +277,6 @@ def run_batch(
                         call, result, error = future.result()
                         if result is not _SKIPPED:
                             batch.settle(call, result, error)
-                            if error is not None and not return_exceptions:
-                                stop.set()
                 except BaseException:  # interrupted: start nothing new
                     stop.set()
                     raise
@@ -319,6 +319,8 @@ async def run_batch_async(
             try:
                 return call, await batch.create(**call.kwargs), None
             except Exception as exc:
+                if not return_exceptions:
+                    stop.set()  # before the next call passes the gate
                 return call, None, exc
 
     tasks = [asyncio.ensure_future(work(call)) for call in batch.calls]
@@ -327,8 +329,6 @@ async def run_batch_async(
             call, result, error = await done
             if result is not _SKIPPED:
                 batch.settle(call, result, error)
-                if error is not None and not return_exceptions:
-                    stop.set()
     finally:
         stop.set()
         for task in tasks:
