@@ -4,7 +4,8 @@ Layout (msgpack array)::
 
     ["llmc", VERSION, header, body, signature]
     header = [key, created, expires, kind, model, prompt_tokens, completion_tokens, codec]
-    body   = msgpack(payload), zlib-compressed when codec == 1
+    body   = the payload itself (codec 2), or msgpack(payload) as bytes: zlib-compressed
+             when codec == 1, raw when codec == 0 (signed entries always carry bytes)
 
 The header names the physical key the entry was written for, so bytes copied (or forged)
 under another key are rejected. With a signing key, ``signature`` is an HMAC-SHA256 over
@@ -27,14 +28,14 @@ __all__ = ["COMPRESS_THRESHOLD", "VERSION", "Codec", "CorruptEntry", "Entry"]
 MAGIC = "llmc"
 VERSION = 1
 COMPRESS_THRESHOLD = 4096
-_RAW, _ZLIB = 0, 1
+_RAW, _ZLIB, _INLINE = 0, 1, 2
 
 
 class CorruptEntry(ValueError):
     """Bytes under a cache key that are not a valid entry for it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """One cached answer.
 
@@ -88,10 +89,12 @@ class Codec:
 
     def encode(self, entry: Entry) -> bytes:
         """Return the bytes to store for ``entry``."""
-        body = msgpack.packb(entry.payload)
+        body: Any = msgpack.packb(entry.payload)
         codec = _RAW
         if len(body) > self.compress_threshold:
             body, codec = zlib.compress(body, 6), _ZLIB
+        elif self._signing_key is None:  # one unpack on the hit path instead of two
+            body, codec = entry.payload, _INLINE
         header = [
             entry.key,
             entry.created,
@@ -112,28 +115,28 @@ class Codec:
         """
         try:
             magic, version, header, body, signature = msgpack.unpackb(data)
+            stored_key, created, expires, kind, model, prompt, completion, codec = header
         except Exception as exc:
             raise CorruptEntry(f"not an llmcache entry: {exc}") from exc
-        if magic != MAGIC:
-            raise CorruptEntry("not an llmcache entry")
-        if version != VERSION:
-            raise CorruptEntry(f"entry version {version!r}, expected {VERSION}")
-        try:
-            stored_key, created, expires, kind, model, prompt, completion, codec = header
-        except (TypeError, ValueError) as exc:
-            raise CorruptEntry("malformed entry header") from exc
+        if magic != MAGIC or version != VERSION:
+            raise CorruptEntry(f"not an llmcache entry of version {VERSION}: {magic!r} {version!r}")
         if stored_key != key:
             raise CorruptEntry("entry was written for another key")
-        if self._signing_key is not None and not hmac.compare_digest(
-            signature, self._sign(header, body)
+        if self._signing_key is not None and not (
+            isinstance(body, bytes)
+            and isinstance(signature, bytes)
+            and hmac.compare_digest(signature, self._sign(header, body))
         ):
             raise CorruptEntry("bad or missing signature")
         try:
-            if codec == _ZLIB:
-                body = zlib.decompress(body)
-            elif codec != _RAW:
-                raise CorruptEntry(f"unknown body codec {codec!r}")
-            payload = msgpack.unpackb(body)
+            if codec == _INLINE:
+                payload = body
+            elif codec == _ZLIB:
+                payload = msgpack.unpackb(zlib.decompress(body))
+            elif codec == _RAW:
+                payload = msgpack.unpackb(body)
+            else:
+                raise ValueError(f"unknown body codec {codec!r}")
             return Entry(
                 stored_key,
                 float(created),
@@ -144,7 +147,5 @@ class Codec:
                 int(prompt),
                 int(completion),
             )
-        except CorruptEntry:
-            raise
         except Exception as exc:
             raise CorruptEntry(f"corrupt entry body: {exc}") from exc

@@ -50,12 +50,11 @@ def mark(
     tier: str | None = None,
 ) -> Any:
     """Attach the ``cache_*`` attributes to an SDK object without touching its fields."""
-    setattr_ = object.__setattr__
-    setattr_(obj, "cache_hit", hit)
-    setattr_(obj, "cache_age", age)
-    setattr_(obj, "cache_tokens_saved", tokens)
-    setattr_(obj, "cache_tier", tier)
-    setattr_(obj, "cache_key", key)
+    # Straight into the instance dict: pydantic's __setattr__ would make them extra fields,
+    # which model_dump() would then serialise.
+    vars(obj).update(
+        cache_hit=hit, cache_age=age, cache_tokens_saved=tokens, cache_tier=tier, cache_key=key
+    )
     return obj
 
 

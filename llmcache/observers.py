@@ -20,10 +20,21 @@ class Observers:
 
     def __init__(self, registry: PluginRegistry) -> None:
         self._registry = registry
+        self._wanted: dict[str, bool] = {}
+        self._version = -1
 
     def wanted(self, name: EventName) -> bool:
         """Tell whether any plugin observes ``name`` (so the event is worth building)."""
-        return bool(getattr(self._registry.pm.hook, name).get_hookimpls())
+        version = self._registry.version
+        if version != self._version:  # plugins changed: look again
+            self._wanted = {}
+            self._version = version
+        wanted = self._wanted.get(name)
+        if wanted is None:
+            wanted = self._wanted[name] = bool(
+                getattr(self._registry.pm.hook, name).get_hookimpls()
+            )
+        return wanted
 
     def emit(self, name: EventName, event: CacheEvent) -> None:
         """Deliver ``event`` to each observer of ``name``."""

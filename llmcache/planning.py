@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigError
@@ -19,7 +20,7 @@ from .ttl import DEFAULT
 __all__ = ["Plan", "Planner"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """What the cache will do for one call.
 
@@ -89,7 +90,9 @@ class Planner:
                 f"cache_tier={options.tier} but this client has {len(self.tiers)} "
                 f"tier{'s' if len(self.tiers) != 1 else ''}"
             )
-        request = CacheRequest(endpoint, params, options, self.namespace, self.provider)
+        request = CacheRequest(
+            endpoint, MappingProxyType(params), options, self.namespace, self.provider
+        )
         return params, request, directives
 
     def plan(

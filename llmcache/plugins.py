@@ -169,6 +169,11 @@ class PluginRegistry:
             self._catalog = None
             self._version += 1
 
+    @property
+    def version(self) -> int:
+        """A number that changes whenever this registry's (or its parent's) plugins change."""
+        return self._version + (self._parent.version if self._parent is not None else 0)
+
     def child(self, plugins: Iterable[object]) -> PluginRegistry:
         """Return a registry with these plugins on top of this one's."""
         return PluginRegistry(parent=self, extra=plugins)

@@ -15,8 +15,8 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from .breaker import CircuitBreaker
 from .codec import Codec, CorruptEntry, Entry
@@ -98,21 +98,23 @@ def build_tiers(
     return tiers
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
+_NO_KWARGS: dict[str, Any] = {}
+
+
+class Op(NamedTuple):
     """A backend call a tier generator needs: ``tier.backend.<method>(*args, **kwargs)``."""
 
     tier: Tier
     method: str
     args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = _NO_KWARGS
 
 
+DECODE_MEMO_SIZE = 1024
 FAILED: Any = object()  # what a generator receives for a skipped or failed operation
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(NamedTuple):
     """An entry read from a tier."""
 
     entry: Entry
@@ -162,6 +164,9 @@ class _TierLogic:
         self.stats = stats
         self.observers = observers
         self.fail_open = fail_open
+        # In-process tiers hand back the very bytes object they were given, so the entry
+        # decoded from it can be reused: id() is stable while the memo holds the bytes.
+        self._decoded: dict[int, tuple[bytes, Entry]] = {}
 
     # -- failure handling ------------------------------------------------------------------
 
@@ -184,8 +189,16 @@ class _TierLogic:
     def _decode(
         self, tier: Tier, data: bytes, pkey: str, request: CacheRequest | None, key: str
     ) -> Entry | None:
+        memo = self._decoded.get(id(data))
+        if memo is not None and memo[0] is data and memo[1].key == pkey:
+            return memo[1]
         try:
-            return self.codec.decode(data, pkey)
+            entry = self.codec.decode(data, pkey)
+            if not tier.shared:
+                if len(self._decoded) >= DECODE_MEMO_SIZE:
+                    self._decoded.clear()
+                self._decoded[id(data)] = (data, entry)
+            return entry
         except CorruptEntry as exc:
             self.stats.error()
             log.warning("llmcache dropped a bad entry in %s: %s", tier.label, exc)
@@ -220,7 +233,8 @@ class _TierLogic:
                 continue
             now = time.time()
             if _fresh(entry, now, max_age):
-                yield from self._promote_steps(pkey, entry, data, tiers[:level], now)
+                if level:
+                    yield from self._promote_steps(pkey, entry, data, tiers[:level], now)
                 return Found(entry, tier, data), True
             if stale is None:
                 stale = Found(entry, tier, data)
@@ -346,7 +360,7 @@ class Tiers(_TierLogic):
     def call(self, op: Op, request: CacheRequest | None = None, key: str = "") -> Any:
         """Make one guarded backend call; :data:`FAILED` when skipped or failed."""
         tier = op.tier
-        if not tier.breaker.allow():
+        if tier.breaker.opened_at is not None and not tier.breaker.allow():
             self._skipped(tier)
             return FAILED
         try:
