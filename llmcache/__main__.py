@@ -1,0 +1,5 @@
+"""``python -m llmcache``: the command line."""
+
+from .cli import main
+
+main()
