@@ -214,4 +214,4 @@ def clear(
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="llmcache")
