@@ -19,7 +19,7 @@ from llmcache import globs
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend, StoredEntry
 from llmcache.errors import ConfigError
 
-from .clearing import Members, Plan, Prune, Remove, Scan, Step, Unlink, clear_plan
+from .clearing import IndexScan, Members, Plan, Prune, Remove, Scan, Step, Unlink, clear_plan
 from .commands import milliseconds, queue_set, queue_unindex
 from .connections import async_client, require_redis, sync_client
 from .layout import (
@@ -168,12 +168,15 @@ class RedisBackend(_Layout, CacheBackend):
                 return self._scan(client, step)
             case Remove(keys):
                 return self._remove(keys)
-            case Members(index, None, offset, count):
-                return client.zrange(index.created, offset, offset + count - 1)
-            case Members(index, max_score, offset, count):
-                return client.zrangebyscore(
-                    index.created, "-inf", max_score, start=offset, num=count
+            case Members(index, None, count):
+                return client.zrange(index.created, 0, count - 1)
+            case Members(index, max_score, count):
+                return client.zrangebyscore(index.created, "-inf", max_score, start=0, num=count)
+            case IndexScan(index, match, state, count):
+                cursor, pairs = client.zscan(
+                    index.created, cursor=state or 0, match=match, count=count
                 )
+                return (cursor or None), pairs
             case Prune(index, cutoff, limit):
                 return client.eval(PRUNE_SCRIPT, 2, index.created, index.expires, cutoff, limit)
             case Unlink(keys):
@@ -319,12 +322,17 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
                 return await self._scan(client, step)
             case Remove(keys):
                 return await self._remove(keys)
-            case Members(index, None, offset, count):
-                return await client.zrange(index.created, offset, offset + count - 1)
-            case Members(index, max_score, offset, count):
+            case Members(index, None, count):
+                return await client.zrange(index.created, 0, count - 1)
+            case Members(index, max_score, count):
                 return await client.zrangebyscore(
-                    index.created, "-inf", max_score, start=offset, num=count
+                    index.created, "-inf", max_score, start=0, num=count
                 )
+            case IndexScan(index, match, state, count):
+                cursor, pairs = await client.zscan(
+                    index.created, cursor=state or 0, match=match, count=count
+                )
+                return (cursor or None), pairs
             case Prune(index, cutoff, limit):
                 return await client.eval(
                     PRUNE_SCRIPT, 2, index.created, index.expires, cutoff, limit

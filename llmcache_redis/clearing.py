@@ -6,8 +6,11 @@ result; a backend drives it with blocking calls or awaits. Nothing here talks to
 
 - By glob: ``SCAN MATCH`` in batches of ``batch`` keys, each batch removed with ``UNLINK``
   and its index members dropped in the same round trip. Never ``KEYS``, never ``FLUSHDB``.
-- By age: read only the namespace's creation-time index (``ZRANGEBYSCORE``), filter by glob
-  in Python, remove the matches. Values are never read.
+- By age: read only the namespace's creation-time index, never the values. For a whole
+  namespace, ``ZRANGEBYSCORE`` returns exactly the entries to remove, oldest first; with a
+  narrower glob, one ``ZSCAN MATCH`` pass over the index picks members by glob on the
+  server and by creation time here (a score range with a glob filter would have to skip
+  the kept members again on every page).
 - Everything (``clear()``): every ``llmcache:*`` key, the keys the "other" index knows, and
   the indexes themselves. Other keys in the database are never touched.
 """
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmcache import globs
+from llmcache.keys import namespace_glob
 
 from .layout import (
     ALL_KEYS_GLOB,
@@ -31,7 +35,17 @@ from .layout import (
     pattern_namespace,
 )
 
-__all__ = ["PRUNE_GRACE", "Members", "Plan", "Prune", "Remove", "Scan", "Unlink", "clear_plan"]
+__all__ = [
+    "PRUNE_GRACE",
+    "IndexScan",
+    "Members",
+    "Plan",
+    "Prune",
+    "Remove",
+    "Scan",
+    "Unlink",
+    "clear_plan",
+]
 
 #: Index members are pruned this many seconds after their entry expired (clock skew margin).
 PRUNE_GRACE = 1.0
@@ -56,12 +70,22 @@ class Remove:
 
 @dataclass(frozen=True, slots=True)
 class Members:
-    """Up to ``count`` members of ``index.created`` from ``offset``, in creation order,
-    created at or before ``max_score`` (``None``: any time). Result: ``list[bytes]``."""
+    """The first ``count`` members of ``index.created`` in creation order, created at or
+    before ``max_score`` (``None``: any time). Result: ``list[bytes]``."""
 
     index: Index
     max_score: float | None
-    offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexScan:
+    """One ``ZSCAN`` page of ``index.created`` with ``MATCH``; ``state`` is ``None`` at the
+    start. Result: ``(state | None, [(member, created), ...])``."""
+
+    index: Index
+    match: str
+    state: Any
     count: int
 
 
@@ -81,7 +105,7 @@ class Unlink:
     keys: list[str]
 
 
-Step = Scan | Remove | Members | Prune | Unlink
+Step = Scan | Remove | Members | IndexScan | Prune | Unlink
 Plan = Generator[Step, Any, int]
 
 
@@ -126,28 +150,43 @@ def _everything(batch: int) -> Plan:
         index = index_of(bucket)
         if bucket is None:
             # keys outside llmcache:* that this backend stored: only their index knows them
-            while members := (yield Members(index, None, 0, batch)):
-                removed += yield Remove(members)
+            removed += yield from _drain(index, None, batch)
         yield Unlink([index.created, index.expires])
     return removed
+
+
+def _drain(index: Index, max_score: float | None, batch: int) -> Plan:
+    """Remove every member created at or before ``max_score``, a page at a time."""
+    removed = 0
+    previous: list[bytes] = []
+    while True:
+        members = yield Members(index, max_score, batch)
+        if not members or members == previous:  # the second: not ours to remove, stop
+            return removed
+        removed += yield Remove(members)
+        previous = members
 
 
 def _by_age(pattern: str | None, cutoff: float, batch: int) -> Plan:
     namespace = None if pattern is None else pattern_namespace(pattern)
     buckets = (yield from _buckets(batch)) if namespace is None else {namespace}
-    match = None if pattern is None else globs.to_regex(pattern).match
+    whole = pattern is None or (namespace is not None and pattern == namespace_glob(namespace))
     removed = 0
     for bucket in buckets:
         index = index_of(bucket)
         while (yield Prune(index, time.time() - PRUNE_GRACE, batch)) >= batch:
             pass
-        offset = 0  # members older than the cutoff that the glob keeps
+        if whole:
+            removed += yield from _drain(index, cutoff, batch)
+            continue
+        assert pattern is not None
+        match = globs.to_redis(pattern)
+        state = None
         while True:
-            members = yield Members(index, cutoff, offset, batch)
-            doomed = members if match is None else [m for m in members if match(_text(m))]
-            offset += len(members) - len(doomed)
+            state, pairs = yield IndexScan(index, match, state, batch)
+            doomed = [member for member, created in pairs if created <= cutoff]
             if doomed:
                 removed += yield Remove(doomed)
-            if len(members) < batch:
+            if state is None:
                 break
     return removed

@@ -515,12 +515,16 @@ def test_clear_by_age_reads_only_the_index(store: tuple[CacheBackend, ServerStat
     now = time.time()
     backend.set_many({pkey(ns): b"old" for _ in range(300)}, 600, created=now - 7200)
     backend.set_many({pkey(ns): b"new" for _ in range(200)}, 600, created=now - 10)
+    backend.set_many({f"llmcache:{ns}:a:{i}": b"old" for i in range(50)}, 600, created=now - 7200)
     stats.reset()
-    assert backend.clear(f"llmcache:{ns}:*", older_than=3600) == 300
+    assert backend.clear(f"llmcache:{ns}:a:*", older_than=3600) == 50  # glob and age
+    assert backend.clear(f"llmcache:{ns}:*", older_than=3600) == 300  # age, whole namespace
     calls = stats.calls()
-    assert calls["zrangebyscore"] >= 1
+    assert calls["zscan"] >= 1  # the glob filters the index on the server
+    assert calls["zrangebyscore"] >= 1  # the whole namespace reads its oldest members
     # no value was read, no key space was scanned
     assert not {"get", "mget", "getex", "dump", "strlen", "scan", "keys"} & set(calls)
+    assert backend.get_many([f"llmcache:{ns}:a:0", pkey(ns)]) == [None, None]
 
 
 def test_index_members_are_pruned_as_entries_expire(
