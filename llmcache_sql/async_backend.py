@@ -63,8 +63,6 @@ class AsyncSQLBackend(AsyncCacheBackend):
         async with self.engine.connect() as conn:
             await conn.run_sync(ensure_schema, self.schema)
         statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
-        self._get_args = statements.get.binder("key", "now")
-        self._get_long_args = statements.get_long.binder("key", "full_key", "now")
         self._statements = statements
         return statements
 
@@ -94,10 +92,10 @@ class AsyncSQLBackend(AsyncCacheBackend):
         stored, full = storage_key(key, self.schema.key_limit)
         if full is None:
             rows = await self._run(
-                statements.get.sql, self._get_args(stored, time.time()), fetch=True
+                statements.get.sql, statements.get_args(stored, time.time()), fetch=True
             )
         else:
-            args = self._get_long_args(stored, full, time.time())
+            args = statements.get_long_args(stored, full, time.time())
             rows = await self._run(statements.get_long.sql, args, fetch=True)
         return _bytes(rows[0][0]) if rows else None
 

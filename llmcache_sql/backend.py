@@ -243,8 +243,6 @@ class SQLBackend(CacheBackend):
             with self.engine.connect() as conn:
                 ensure_schema(conn, self.schema)
             statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
-            self._get_args = statements.get.binder("key", "now")
-            self._get_long_args = statements.get_long.binder("key", "full_key", "now")
             self._statements = statements
             return statements
 
@@ -260,16 +258,20 @@ class SQLBackend(CacheBackend):
         if self._threads is not None:  # SQLite: keys are stored whole
             conn = self._threads.get()
             try:
-                row = conn.execute(statements.get.sql, self._get_args(key, time.time())).fetchone()
+                row = conn.execute(
+                    statements.get.sql, statements.get_args(key, time.time())
+                ).fetchone()
             except Exception:
                 self._threads.discard(conn)
                 raise
             return None if row is None else _bytes(row[0])
         stored, full = storage_key(key, self.schema.key_limit)
         if full is None:
-            rows = self._run(statements.get.sql, self._get_args(stored, time.time()), fetch=True)
+            rows = self._run(
+                statements.get.sql, statements.get_args(stored, time.time()), fetch=True
+            )
         else:
-            args = self._get_long_args(stored, full, time.time())
+            args = statements.get_long_args(stored, full, time.time())
             rows = self._run(statements.get_long.sql, args, fetch=True)
         return _bytes(rows[0][0]) if rows else None
 

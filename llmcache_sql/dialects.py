@@ -174,16 +174,17 @@ def async_driver(family: str, name: str | None) -> Driver | None:
 
 def missing_driver(scheme: str, driver: Driver | None, module: str) -> MissingExtraError:
     """Build the error for a driver that is not installed, naming what to install."""
-    if driver is None:
-        return MissingExtraError(f"{scheme}:// tiers", "sql", module)
-    if driver.extra is not None:
+    if driver is not None and driver.extra is not None:
         return MissingExtraError(f"{scheme}:// tiers", driver.extra, driver.package)
     # no llmcache extra installs this driver: say so rather than point at a wrong extra
-    error = MissingExtraError(f"{scheme}:// tiers", "sql", driver.package)
+    package = module if driver is None else driver.package
+    family = scheme.split("+", 1)[0] if driver is None else driver.family
+    extra = {"postgres": "postgresql", "mariadb": "mysql", "sqlite": "sql"}.get(family, family)
+    error = MissingExtraError(f"{scheme}:// tiers", "sql", package)
     error.args = (
-        f"{scheme}:// tiers need the {driver.package!r} package, which no llmcache extra "
-        f"installs: `pip install '{driver.package}'` (or use a driver that "
-        f"`pip install 'llmcache[{driver.family}]'` provides)",
+        f"{scheme}:// tiers need the {package!r} package, which no llmcache extra "
+        f"installs: `pip install '{package}'` (or use the driver that "
+        f"`pip install 'llmcache[{extra}]'` provides)",
     )
     return error
 

@@ -135,6 +135,8 @@ class Statements:
                 t.c.key == sa.bindparam("key"), t.c.full_key == sa.bindparam("full_key"), fresh
             )
         )
+        self.get_args = self.get.binder("key", "now")
+        self.get_long_args = self.get_long.binder("key", "full_key", "now")
         self.upsert = self.prepare(self._upsert())
         self.purge = self.prepare(self._purge(t, t.c.key, t.c.expires))
         locks = schema.locks

@@ -212,6 +212,9 @@ def test_bare_schemes_pick_the_installed_driver() -> None:
     assert pg.engine.url.drivername == "postgresql+psycopg"
     assert maria.engine.url.drivername == "mariadb+pymysql"
     assert maria.engine.url.query["charset"] == "utf8mb4"  # added when the URL has none
+    heroku = from_url("postgres://u@127.0.0.1/db")  # the spelling some hosts hand out
+    assert isinstance(heroku, SQLBackend)
+    assert heroku.engine.url.drivername == "postgresql+psycopg"
 
 
 def test_sync_factory_swaps_an_asyncio_driver_for_a_sync_one(tmp_path: Path) -> None:
@@ -310,6 +313,11 @@ def test_a_missing_driver_names_the_package_to_install(
         from_url(url)
 
 
+def test_a_driver_llmcache_does_not_know_is_left_to_sqlalchemy() -> None:
+    with pytest.raises(MissingExtraError, match=r"pip install 'pg8000'"):
+        from_url("postgresql+pg8000://u@h/db")  # not installed here
+
+
 def test_without_sqlalchemy_the_plugin_still_loads() -> None:
     script = "import sys; sys.modules['sqlalchemy'] = None; import llmcache_sql.plugin, llmcache"
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
@@ -369,6 +377,20 @@ def test_long_keys_are_hashed_and_globs_still_match_the_full_key(
     assert backend.get_many([long_a, long_b]) == [None, b"b"]
     assert backend.clear(escape(long_b)) == 1  # a literal pattern: found by primary key
     assert backend.get(long_b) is None
+
+
+def test_multi_key_calls_span_several_statements(make_backend: Callable[..., SQLBackend]) -> None:
+    backend = make_backend()
+    keys = [f"llmcache:m:{i}" + ("x" * 600 if i % 7 == 0 else "") for i in range(700)]
+    backend.set_many({k: k[-12:].encode() for k in keys[::2]}, 60)
+    wanted = [*keys, *keys[:50]]  # more than two batches of 256, with repeats
+    assert backend.get_many(wanted) == [
+        k[-12:].encode() if keys.index(k) % 2 == 0 else None for k in wanted
+    ]
+    backend.delete(keys[:600])
+    assert backend.get_many(keys) == [
+        k[-12:].encode() if i >= 600 and i % 2 == 0 else None for i, k in enumerate(keys)
+    ]
 
 
 def test_keys_differing_in_case_or_trailing_space_are_distinct(
