@@ -145,6 +145,11 @@ def _sqlite_database(url: Any, raw: str) -> Any:
     """Check that a SQLite URL names a file; expand ``~`` in it."""
     database = url.database or ""
     query = dict(url.query)
+    if url.host:
+        raise ConfigError(
+            f"a SQLite URL has no host: {redact(raw)!r} should be 'sqlite:////absolute/path.db' "
+            "(four slashes) or 'sqlite:///relative/path.db'"
+        )
     if database in ("", ":memory:") or query.get("mode") == "memory":
         raise ConfigError(
             f"a SQLite tier needs a file, as in 'sqlite:///path/cache.db', not {redact(raw)!r} "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from llmcache.errors import MissingExtraError
+from llmcache.errors import ConfigError, MissingExtraError
 
 from . import dialects
 from .config import SQLConfig
@@ -73,6 +73,8 @@ def sync_engine(config: SQLConfig) -> sa.Engine:
         engine = sa.create_engine(config.url, **_engine_options(config, is_async=False))
     except ImportError as exc:
         raise _missing(config, exc) from exc
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"{config.redacted!r}: {exc}") from exc
     if config.family == "sqlite":
         sa.event.listen(engine, "connect", sqlite_setup)
     return engine
@@ -89,6 +91,8 @@ def async_engine(config: SQLConfig) -> AsyncEngine:
         engine = create_async_engine(config.url, **_engine_options(config, is_async=True))
     except ImportError as exc:
         raise _missing(config, exc) from exc
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"{config.redacted!r}: {exc}") from exc
     if config.family == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", sqlite_setup)
     return engine

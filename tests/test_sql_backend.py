@@ -247,6 +247,7 @@ def test_async_factory_maps_sync_drivers_to_asyncio_ones(tmp_path: Path) -> None
         ("sqlite:///c.db?purge_interval=soon", "purge_interval='soon'"),
         ("sqlite://", "needs a file"),
         ("sqlite:///:memory:", "needs a file"),
+        ("sqlite://tmp/cache.db", "a SQLite URL has no host"),
         ("oracle://u@h/db", "not a SQLite, PostgreSQL or MySQL/MariaDB URL"),
     ],
     ids=[
@@ -259,6 +260,7 @@ def test_async_factory_maps_sync_drivers_to_asyncio_ones(tmp_path: Path) -> None
         "bad-interval",
         "sqlite-memory",
         "sqlite-memory-file",
+        "sqlite-host",
         "other-dialect",
     ],
 )
