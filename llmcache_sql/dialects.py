@@ -110,8 +110,8 @@ def usable(driver: Driver) -> bool:
     """Tell whether ``driver`` is installed and works with what else is installed.
 
     aiomysql (0.3.2, the latest) escapes ``bytes`` with PyMySQL's ``escape_bytes_prefixed``,
-    which recent PyMySQL releases (1.2.4; 1.2.0 still had it) replaced by a placeholder
-    string: every ``bytes`` parameter then fails, so aiomysql is unusable alongside them.
+    which PyMySQL 1.2.1 removed and 1.2.3 turned into a placeholder string: with those,
+    aiomysql fails to import or fails on every ``bytes`` parameter.
     """
     if not installed(driver.module):
         return False
