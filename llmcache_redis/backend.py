@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from llmcache import globs
@@ -20,7 +20,7 @@ from llmcache.backends.base import AsyncCacheBackend, CacheBackend, StoredEntry
 from llmcache.errors import ConfigError
 
 from .clearing import IndexScan, Members, Plan, Prune, Remove, Scan, Step, Unlink, clear_plan
-from .commands import milliseconds, queue_set, queue_unindex
+from .commands import NO_ROUTER, Router, milliseconds, queue_set, queue_unindex, queue_unlink
 from .connections import async_client, require_redis, sync_client
 from .layout import (
     ALL_KEYS_GLOB,
@@ -63,14 +63,9 @@ class _Layout:
         # one server: MULTI/EXEC, so a value and its index entries come and go together
         return client.pipeline(transaction=True)
 
-    def _queue_unlink(self, pipe: Any, keys: Sequence[str | bytes]) -> int:
-        """Queue the removal of ``keys``; return how many results count removed keys."""
-        pipe.unlink(*keys)
-        return 1
-
-    def _route(self, client: Any) -> Callable[[str], dict[str, Any]] | None:
-        """How to route a pipelined script by its first key (``None``: no need)."""
-        return None
+    def _router(self, client: Any) -> Router:
+        """Where the commands of a pipeline go (on one server: nowhere in particular)."""
+        return NO_ROUTER
 
     @staticmethod
     def _scan_args(step: Scan) -> dict[str, Any]:
@@ -137,7 +132,7 @@ class RedisBackend(_Layout, CacheBackend):
             return
         client = self.client
         pipe = self._pipeline(client)
-        queue_set(pipe, items, ttl, created, time.time(), self._route(client))
+        queue_set(pipe, items, ttl, created, time.time(), self._router(client))
         pipe.execute()
 
     def delete(self, keys: Sequence[str]) -> None:
@@ -145,9 +140,11 @@ class RedisBackend(_Layout, CacheBackend):
             self._remove(list(keys))
 
     def _remove(self, keys: Sequence[str | bytes]) -> int:
-        pipe = self._pipeline(self.client)
-        counted = self._queue_unlink(pipe, keys)
-        queue_unindex(pipe, keys)
+        client = self.client
+        router = self._router(client)
+        pipe = self._pipeline(client)
+        counted = queue_unlink(pipe, keys, router)
+        queue_unindex(pipe, keys, router)
         return sum(pipe.execute()[:counted])
 
     def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
@@ -293,7 +290,7 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
             return
         client = self.client
         pipe = self._pipeline(client)
-        queue_set(pipe, items, ttl, created, time.time(), self._route(client))
+        queue_set(pipe, items, ttl, created, time.time(), self._router(client))
         await pipe.execute()
 
     async def delete(self, keys: Sequence[str]) -> None:
@@ -301,9 +298,11 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
             await self._remove(list(keys))
 
     async def _remove(self, keys: Sequence[str | bytes]) -> int:
-        pipe = self._pipeline(self.client)
-        counted = self._queue_unlink(pipe, keys)
-        queue_unindex(pipe, keys)
+        client = self.client
+        router = self._router(client)
+        pipe = self._pipeline(client)
+        counted = queue_unlink(pipe, keys, router)
+        queue_unindex(pipe, keys, router)
         return sum((await pipe.execute())[:counted])
 
     async def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
