@@ -1,11 +1,15 @@
 """The Redis Cluster backend, sync and asyncio twins.
 
-What changes from one server: multi-key reads are split by hash slot (``MGET`` per slot,
-all sent in one pipelined round trip to every master that holds some), writes and removals
-go through a cluster pipeline (one round trip, no ``MULTI``: the index lives on another
-slot than the values) whose commands are routed here, one ``UNLINK`` per slot, and ``SCAN``
-walks every master. ``RedisCluster`` reads the topology
-when it is built, so the client is built on first use, never by the constructor.
+What changes from one server:
+
+- multi-key reads are split by hash slot: an ``MGET`` per slot, all sent in one pipelined
+  round trip to every master that holds some;
+- writes and removals go through a cluster pipeline (one round trip per master, in
+  parallel; no ``MULTI``: the index lives in another slot than the values), each command
+  routed here to its node, with one ``UNLINK`` per slot;
+- ``SCAN`` walks every master;
+- ``RedisCluster`` reads the topology when it is built, so the client is built on first
+  use, never by the constructor.
 """
 
 from __future__ import annotations
