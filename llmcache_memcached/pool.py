@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from bisect import bisect_left
@@ -57,7 +58,7 @@ class Server:
     one client at a time. At most ``max_idle`` idle connections are kept.
     """
 
-    __slots__ = ("_idle", "_make", "down_until", "failures", "max_idle", "name")
+    __slots__ = ("_idle", "_make", "_pid", "down_until", "failures", "max_idle", "name")
 
     def __init__(self, name: str, make: Callable[[], Any], max_idle: int) -> None:
         self.name = name
@@ -66,9 +67,13 @@ class Server:
         self.max_idle = max_idle
         self._make = make
         self._idle: list[Any] = []
+        self._pid = os.getpid()
 
     def acquire(self) -> Any:
         """Take an idle connection, or make one (it connects on first use)."""
+        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+            self._idle = []
+            self._pid = os.getpid()
         try:
             return self._idle.pop()
         except IndexError:

@@ -292,6 +292,23 @@ def test_a_pool_with_every_server_down_raises_fast(
     assert time.monotonic() - started < 0.1
 
 
+def test_a_forked_child_opens_its_own_connections(single: MemcachedBackend) -> None:
+    k = key()
+    single.set(k, b"shared", 60)
+    assert single.get(k) == b"shared"  # the parent now holds an idle connection
+    pid = os.fork()
+    if pid == 0:  # the child: its reads must not share the parent's socket
+        try:
+            code = 0 if all(single.get(k) == b"shared" for _ in range(300)) else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    reads = [single.get(k) for _ in range(300)]
+    _, status = os.waitpid(pid, 0)
+    assert reads == [b"shared"] * 300
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 # -- memcached's limits --------------------------------------------------------------------
 
 
