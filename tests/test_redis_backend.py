@@ -248,16 +248,6 @@ def test_every_redis_scheme_is_registered_through_the_entry_point() -> None:
     assert all(f is from_url and af is async_from_url for f, af in registered.values())
 
 
-def test_a_cached_client_picks_the_tier_kind_from_the_scheme(redis_server: RedisServer) -> None:
-    client = CachedClient(
-        OpenAI(api_key="x", base_url="http://127.0.0.1:9"),
-        tiers=[f"{redis_server.url}/5?max_ttl=60", "redis+cluster://127.0.0.1:9,127.0.0.1:10"],
-    )
-    labels = [tier.label for tier in client._tiers.tiers]
-    assert labels == ["L1:redis", "L2:redis-cluster"]
-    client.close()
-
-
 def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)  # import redis now raises ImportError
     with pytest.raises(MissingExtraError, match=r"llmcache\[redis\]") as caught:
