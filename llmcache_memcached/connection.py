@@ -23,6 +23,22 @@ def connection_class() -> type[Any]:
     from pymemcache.client.base import Client
     from pymemcache.exceptions import MemcacheUnexpectedCloseError, MemcacheUnknownError
 
+    def whole_reply(data: bytes) -> dict[str, bytes] | None:
+        """Parse a reply that arrived in one read (the usual case), or return ``None``."""
+        found: dict[str, bytes] = {}
+        pos = 0
+        size = len(data)
+        while data.startswith(b"VALUE ", pos):
+            eol = data.find(b"\r\n", pos)  # found: the data ends with END\r\n
+            fields = data[pos:eol].split()
+            start = eol + 2
+            end = start + int(fields[3])
+            if end + 2 > size:
+                return None
+            found[fields[1].decode("ascii")] = data[start:end]
+            pos = end + 2
+        return found if pos + 5 == size else None  # then only "END\r\n" is left
+
     def receive(sock: Any, buf: bytearray, wanted: int) -> None:
         chunk = sock.recv(max(wanted, RECV_SIZE))
         if not chunk:
@@ -40,7 +56,9 @@ def connection_class() -> type[Any]:
             sock = self.sock
             try:
                 sock.sendall(("get " + " ".join(keys) + "\r\n").encode("ascii"))
-                return self._values(sock, bytearray(sock.recv(RECV_SIZE)))
+                data = sock.recv(RECV_SIZE)
+                found = whole_reply(data) if data.endswith(b"END\r\n") else None
+                return self._values(sock, bytearray(data)) if found is None else found
             except Exception:
                 self.close()  # a half-read reply must never meet the next command
                 raise
