@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,18 @@ log = logging.getLogger("llmcache.memcached")
 
 DEFAULT_IDLE = 16
 POINTS_PER_SERVER = 160
+
+
+_SERVERS: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # a forked child must not share its parent's sockets: both would read each other's replies
+    for server in list(_SERVERS):
+        server.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ServerDown(ConnectionError):
@@ -58,7 +71,7 @@ class Server:
     one client at a time. At most ``max_idle`` idle connections are kept.
     """
 
-    __slots__ = ("_idle", "_make", "_pid", "down_until", "failures", "max_idle", "name")
+    __slots__ = ("__weakref__", "_idle", "_make", "down_until", "failures", "max_idle", "name")
 
     def __init__(self, name: str, make: Callable[[], Any], max_idle: int) -> None:
         self.name = name
@@ -67,13 +80,10 @@ class Server:
         self.max_idle = max_idle
         self._make = make
         self._idle: list[Any] = []
-        self._pid = os.getpid()
+        _SERVERS.add(self)
 
     def acquire(self) -> Any:
         """Take an idle connection, or make one (it connects on first use)."""
-        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
-            self._idle = []
-            self._pid = os.getpid()
         try:
             return self._idle.pop()
         except IndexError:
@@ -93,6 +103,10 @@ class Server:
             return getattr(client, method)(*args, **kwargs)
         finally:
             self.release(client)
+
+    def forget(self) -> None:
+        """Drop the idle connections without closing them (they belong to another process)."""
+        self._idle = []
 
     def close(self) -> None:
         """Close the idle connections (connections in use close when given back)."""
