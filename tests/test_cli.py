@@ -7,6 +7,7 @@ server and memcached servers of the test session hold them.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +26,6 @@ from llmcache.keys import physical_key
 from llmcache.simulator import Simulator
 from tests.memcached_fixtures import MemcachedServer, memcached_servers
 from tests.redis_fixtures import RedisServer, redis_server
-from tests.servers import free_port
 
 __all__ = ["memcached_servers", "redis_server"]  # fixtures, used by name
 
@@ -303,7 +303,10 @@ def test_an_unknown_scheme_lists_the_known_ones() -> None:
 
 def test_an_unreachable_store_fails_without_showing_its_password() -> None:
     secret = uuid.uuid4().hex
-    done = llmcache("stats", f"redis://user:{secret}@127.0.0.1:{free_port()}/0", "--timeout", "1")
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        done = llmcache("stats", f"redis://user:{secret}@127.0.0.1:{port}/0", "--timeout", "1")
 
     assert done.returncode == 1
     assert "failed" in done.stderr

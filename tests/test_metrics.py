@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,6 @@ import llmcache
 from llmcache import CachedClient, ConfigError, MissingExtraError
 from llmcache.metrics import PrometheusObserver
 from llmcache.simulator import Simulator
-from tests.servers import free_port
 
 MODEL = "gpt-4o-mini"
 WHERE = {"namespace": "default", "endpoint": "chat.completions"}
@@ -93,14 +93,25 @@ def test_coalesced_hits_have_no_tier(observed: Any, registry: CollectorRegistry)
     assert value(registry, "llmcache_misses_total") == 1
 
 
-def test_tier_errors_are_counted(make_client: Any, registry: CollectorRegistry) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0?timeout=0.5"
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections: bound (so nothing else takes it), never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_tier_errors_are_counted(
+    make_client: Any, registry: CollectorRegistry, refusing_port: int
+) -> None:
+    dead = f"redis://127.0.0.1:{refusing_port}/0?timeout=0.5"
     client = make_client(tiers=["memory://", dead], plugins=[PrometheusObserver(registry=registry)])
     client.chat.completions.create(**ask())
+    client.chat.completions.create(**ask("another question"))
 
-    # the failed lookup and the failed write at least (the core reports lock failures
-    # in stats() without an event)
-    assert value(registry, "llmcache_errors_total", tier="L2:redis") >= 2
+    errors = value(registry, "llmcache_errors_total", tier="L2:redis")
+    assert errors >= 2
+    assert errors == client.stats().errors
     assert value(registry, "llmcache_errors_total", tier="L1:memory") == 0
 
 
