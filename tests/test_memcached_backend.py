@@ -23,7 +23,7 @@ import pytest
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheError
 
-from llmcache import ConfigError, MissingExtraError
+from llmcache import ConfigError
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend
 from llmcache.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
@@ -159,10 +159,29 @@ def test_unknown_factory_option_is_refused() -> None:
         from_url("memcached://h:1", colour="blue")
 
 
-def test_missing_extra_error_is_an_import_error_naming_the_extra() -> None:
-    error = MissingExtraError("memcached:// tiers", "memcached", "pymemcache")
+WITHOUT_PYMEMCACHE = """
+import sys
+sys.modules["pymemcache"] = None  # as if it were not installed
+import llmcache, llmcache_memcached.plugin
+from llmcache import MissingExtraError
+from llmcache_memcached import from_url
+try:
+    from_url("memcached://127.0.0.1:11211")
+except MissingExtraError as error:
     assert isinstance(error, ImportError)
-    assert "llmcache[memcached]" in str(error)
+    print(error)
+"""
+
+
+def test_without_pymemcache_the_plugin_loads_and_the_url_names_the_extra() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYMEMCACHE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "pip install 'llmcache[memcached]'" in done.stdout
 
 
 def test_plugin_registers_the_scheme_through_the_entry_point() -> None:
