@@ -49,16 +49,20 @@ class AsyncEngine(Engine):
         if plan.read_tiers:
             found, fresh = await self.tiers.run(
                 self.tiers.lookup_steps(
-                    plan.pkey, plan.read_tiers, plan.max_age, plan.request, plan.key
+                    plan.pkey,
+                    plan.read_tiers,
+                    plan.max_age,
+                    plan.scope,
+                    self.checker(plan, adapter, stream),
                 ),
-                plan.request,
-                plan.key,
+                plan.scope,
             )
-            if fresh:
-                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
-            if self.stale_usable(plan, found, plan.directives.stale_while_revalidate):
+            if fresh and found is not None:
+                return self.served(plan, adapter, found, stream, started)
+            stale = self.stale_within(plan, found, plan.directives.stale_while_revalidate)
+            if stale is not None:
                 self._refresh(plan, adapter, params, upstream)
-                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+                return self.served(plan, adapter, stale, stream, started)
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
         if stream:
@@ -75,13 +79,18 @@ class AsyncEngine(Engine):
                 plan.pkey, lambda: self._fetch(plan, adapter, params, upstream)
             )
         except Exception:
-            if self.stale_usable(plan, found, plan.directives.stale_if_error):
+            stale = self.stale_within(plan, found, plan.directives.stale_if_error)
+            if stale is not None:
                 log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
-                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+                return self.served(plan, adapter, stale, stream, started)
             raise
         if coalesced or outcome.found is not None:
             tier = outcome.found.tier if outcome.found is not None and not coalesced else None
-            return self.hit(plan, adapter, outcome.entry, tier, stream, started, coalesced=True)
+            other = outcome.found
+            value = other.value if other is not None and not stream else None
+            return self.hit(
+                plan, adapter, outcome.entry, tier, stream, started, coalesced=True, value=value
+            )
         self.stats.miss()
         self.emit("llmcache_on_miss", plan, None, started)
         return self.fresh_response(outcome.response, adapter, plan.key)
@@ -95,9 +104,7 @@ class AsyncEngine(Engine):
             self.stats.bypass()
             return self.fresh_response(await upstream(**params), adapter, "")
         first = call.plans[0]
-        result = await self.tiers.run(
-            call.steps(self.tiers, adapter), first.request, first.key, upstream
-        )
+        result = await self.tiers.run(call.steps(self.tiers, adapter), first.scope, upstream)
         return self.embedding_result(call, adapter, result, started)
 
     async def _fetch(
@@ -107,28 +114,33 @@ class AsyncEngine(Engine):
         token = None
         name = plan.pkey + ":lock"
         if lock is not None:
-            token = await self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)))
+            token = await self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)), plan.scope)
             if token is None:  # another process is fetching: wait for its entry
-                found = await self._await_other(plan, lock)
+                found = await self._await_other(plan, adapter, lock)
                 if found is not None:
                     return Outcome(None, found.entry, found)
         try:
             response = await upstream(**params)
-            entry = self.entry_from_payload(plan, adapter, dump(response))
-            await self._write(plan, {plan.pkey: entry})
+            payload = dump(response)
+            entry = self.entry_from_payload(plan, adapter, payload)
+            if self.storable(adapter, payload, plan):
+                await self._write(plan, {plan.pkey: entry})
             return Outcome(response, entry)
         finally:
             if lock is not None and token not in (None, FAILED):
-                await self.tiers.call(Op(lock, "unlock", (name, token)))
+                await self.tiers.call(Op(lock, "unlock", (name, token)), plan.scope)
 
-    async def _await_other(self, plan: Plan, tier: Tier) -> Found | None:
+    async def _await_other(self, plan: Plan, adapter: EndpointAdapter, tier: Tier) -> Found | None:
         deadline = time.monotonic() + self.lock_ttl
         delay = LOCK_POLL
         while time.monotonic() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
             found, fresh = await self.tiers.run(
-                self.tiers.lookup_steps(plan.pkey, [tier], plan.max_age)
+                self.tiers.lookup_steps(
+                    plan.pkey, [tier], plan.max_age, plan.scope, self.checker(plan, adapter, False)
+                ),
+                plan.scope,
             )
             if fresh:
                 return found  # type: ignore[no-any-return]
@@ -144,8 +156,7 @@ class AsyncEngine(Engine):
             self.tiers.store_steps(
                 entries, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
             ),
-            plan.request,
-            plan.key,
+            plan.scope,
         )
         for label in written:
             self.emit("llmcache_on_store", plan, label, started)

@@ -66,6 +66,25 @@ class Entry:
         return None if self.expires is None else self.expires - now
 
 
+KINDS = {"response": dict, "chunks": list, "embedding": dict}
+
+
+def _validate(entry: Entry) -> None:
+    """Reject an entry whose fields are not of their types (a forged or damaged header)."""
+    shape = KINDS.get(entry.kind) if isinstance(entry.kind, str) else None
+    if shape is None:
+        raise CorruptEntry(f"unknown entry kind {entry.kind!r}; known: {', '.join(KINDS)}")
+    if not isinstance(entry.payload, shape):
+        raise CorruptEntry(f"a {entry.kind!r} entry holds a {type(entry.payload).__name__}")
+    if entry.kind == "chunks" and not all(isinstance(c, dict) for c in entry.payload):
+        raise CorruptEntry("a 'chunks' entry holds something other than chunks")
+    if entry.model is not None and not isinstance(entry.model, str):
+        raise CorruptEntry(f"entry model {entry.model!r} is not a string")
+    for tokens in (entry.prompt_tokens, entry.completion_tokens):
+        if type(tokens) is not int or tokens < 0:
+            raise CorruptEntry(f"entry token count {tokens!r} is not a count")
+
+
 class Codec:
     """Encode and decode entries.
 
@@ -137,15 +156,17 @@ class Codec:
                 payload = msgpack.unpackb(body)
             else:
                 raise ValueError(f"unknown body codec {codec!r}")
-            return Entry(
+            entry = Entry(
                 stored_key,
                 float(created),
                 None if expires is None else float(expires),
-                str(kind),
+                kind,
                 payload,
                 model,
-                int(prompt),
-                int(completion),
+                prompt,
+                completion,
             )
         except Exception as exc:
             raise CorruptEntry(f"corrupt entry body: {exc}") from exc
+        _validate(entry)
+        return entry

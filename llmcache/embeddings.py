@@ -13,7 +13,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import Entry
+from .codec import CorruptEntry, Entry
 from .errors import ConfigError
 from .planning import Plan, Planner
 from .providers.base import EndpointAdapter, dump, usage_number
@@ -48,6 +48,12 @@ def split_inputs(value: Any) -> tuple[list[Any], bool] | None:
 
 def _hashable(item: Any) -> Any:
     return tuple(item) if isinstance(item, list) else item
+
+
+def _check_item(entry: Entry) -> None:
+    """Reject an entry that is not one input's embedding."""
+    if entry.kind != "embedding" or not isinstance(entry.payload.get("embedding"), (list, str)):
+        raise CorruptEntry("entry is not an embedding")
 
 
 @dataclass
@@ -103,7 +109,7 @@ class EmbeddingCall:
         pkeys = [p.pkey for p in self.plans]
         found: list[Found | None] = [None] * len(pkeys)
         if first.read_tiers:
-            found = yield from tiers.lookup_many_steps(pkeys, first.read_tiers)
+            found = yield from tiers.lookup_many_steps(pkeys, first.read_tiers, _check_item)
         missing: dict[str, int] = {}
         for index, hit in enumerate(found):
             if hit is None:

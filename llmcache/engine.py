@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import Entry
+from .codec import CorruptEntry, Entry
 from .embeddings import EmbeddingCall
 from .errors import CacheMiss
 from .events import CacheEvent
@@ -88,6 +88,7 @@ class Engine:
         self.observers = observers
         self.prices = prices
         self.lock_ttl = lock_ttl
+        self._unstorable: set[str] = set()
         self._lock_tier = next(
             (t for t in tiers.tiers if t.shared and getattr(t.backend, "supports_locks", False)),
             None,
@@ -117,18 +118,48 @@ class Engine:
         )
 
     def serve(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
-        """Build the SDK object (or replay stream) for an entry."""
-        payload = entry.payload
-        if stream:
+        """Build the SDK object (or replay stream) for an entry.
+
+        :raises CorruptEntry: the entry is not an answer of this endpoint.
+        """
+        try:
+            payload = entry.payload
+            if entry.kind == "chunks":
+                whole = adapter.build(adapter.assemble(payload))
+            elif entry.kind == "response":
+                whole = adapter.build(payload)
+            else:
+                raise ValueError(f"a {entry.kind!r} entry is not a {adapter.endpoint} answer")
+            if not stream:
+                return whole
+            # The answer validated as a whole; its chunks are built as the SDK builds live ones.
             chunks = (
                 adapter.replay(payload, plan.request.params)
                 if entry.kind == "chunks"
                 else adapter.synthesize(payload, plan.request.params)
             )
             return self.replay_stream([adapter.build_chunk(c) for c in chunks])
-        if entry.kind == "chunks":
-            payload = adapter.assemble(payload)
-        return adapter.build(payload)
+        except Exception as exc:
+            raise CorruptEntry(f"entry is not a {adapter.endpoint} answer: {exc}") from exc
+
+    def checker(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Callable[[Entry], Any]:
+        """Return the lookup check that builds what a hit serves (and rejects junk)."""
+        return lambda entry: self.serve(plan, adapter, entry, stream)
+
+    def storable(self, adapter: EndpointAdapter, payload: Any, plan: Plan) -> bool:
+        """Tell whether an upstream answer will validate when read back; log it once if not."""
+        try:
+            adapter.build(payload)
+        except Exception as exc:
+            if adapter.endpoint not in self._unstorable:
+                self._unstorable.add(adapter.endpoint)
+                log.warning(
+                    "llmcache does not store %s answers that fail the SDK's validation: %s",
+                    adapter.endpoint,
+                    exc,
+                )
+            return False
+        return True
 
     replay_stream: Callable[[list[Any]], Any] = ReplayStream
 
@@ -142,6 +173,7 @@ class Engine:
         started: float,
         *,
         coalesced: bool = False,
+        value: Any = None,
     ) -> Any:
         """Count a hit, tell observers, and return the marked SDK object."""
         tokens = entry.total_tokens
@@ -150,7 +182,7 @@ class Engine:
         self.stats.hit(label, tokens, cost, coalesced=coalesced)
         self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
         return mark(
-            self.serve(plan, adapter, entry, stream),
+            self.serve(plan, adapter, entry, stream) if value is None else value,
             hit=True,
             key=plan.key,
             age=max(0.0, time.time() - entry.created),
@@ -191,13 +223,17 @@ class Engine:
             )
             self.observers.emit(name, event)
 
-    def stale_usable(self, plan: Plan, found: Found | None, window: int | None) -> bool:
-        """Tell whether a stale entry is within a ``stale-*`` directive's window."""
-        return (
-            found is not None
-            and window is not None
-            and staleness(found.entry, time.time(), plan.max_age) <= window
-        )
+    def stale_within(self, plan: Plan, found: Found | None, window: int | None) -> Found | None:
+        """Return ``found`` if it is within a ``stale-*`` directive's window, else ``None``."""
+        if found is None or window is None:
+            return None
+        return found if staleness(found.entry, time.time(), plan.max_age) <= window else None
+
+    def served(
+        self, plan: Plan, adapter: EndpointAdapter, found: Found, stream: bool, started: float
+    ) -> Any:
+        """Count and return a hit on an entry a lookup found."""
+        return self.hit(plan, adapter, found.entry, found.tier, stream, started, value=found.value)
 
     def embedding_result(
         self,
@@ -265,17 +301,20 @@ class SyncEngine(Engine):
         if plan.read_tiers:
             found, fresh = self.tiers.run(
                 self.tiers.lookup_steps(
-                    plan.pkey, plan.read_tiers, plan.max_age, plan.request, plan.key
+                    plan.pkey,
+                    plan.read_tiers,
+                    plan.max_age,
+                    plan.scope,
+                    self.checker(plan, adapter, stream),
                 ),
-                plan.request,
-                plan.key,
+                plan.scope,
             )
-            if fresh:
-                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
-            swr = plan.directives.stale_while_revalidate
-            if self.stale_usable(plan, found, swr):
+            if fresh and found is not None:
+                return self.served(plan, adapter, found, stream, started)
+            stale = self.stale_within(plan, found, plan.directives.stale_while_revalidate)
+            if stale is not None:
                 self._refresh(plan, adapter, params, upstream)
-                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+                return self.served(plan, adapter, stale, stream, started)
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
         if stream:
@@ -288,13 +327,18 @@ class SyncEngine(Engine):
                 plan.pkey, lambda: self._fetch(plan, adapter, params, upstream)
             )
         except Exception:
-            if self.stale_usable(plan, found, plan.directives.stale_if_error):
+            stale = self.stale_within(plan, found, plan.directives.stale_if_error)
+            if stale is not None:
                 log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
-                return self.hit(plan, adapter, found.entry, found.tier, stream, started)  # type: ignore[union-attr]
+                return self.served(plan, adapter, stale, stream, started)
             raise
         if coalesced or outcome.found is not None:
             tier = outcome.found.tier if outcome.found is not None and not coalesced else None
-            return self.hit(plan, adapter, outcome.entry, tier, stream, started, coalesced=True)
+            other = outcome.found
+            value = other.value if other is not None and not stream else None
+            return self.hit(
+                plan, adapter, outcome.entry, tier, stream, started, coalesced=True, value=value
+            )
         self.stats.miss()
         self.emit("llmcache_on_miss", plan, None, started)
         return self.fresh_response(outcome.response, adapter, plan.key)
@@ -308,7 +352,7 @@ class SyncEngine(Engine):
             self.stats.bypass()
             return self.fresh_response(upstream(**params), adapter, "")
         first = call.plans[0]
-        result = self.tiers.run(call.steps(self.tiers, adapter), first.request, first.key, upstream)
+        result = self.tiers.run(call.steps(self.tiers, adapter), first.scope, upstream)
         return self.embedding_result(call, adapter, result, started)
 
     def _fetch(
@@ -322,27 +366,34 @@ class SyncEngine(Engine):
         token = None
         if lock is not None:
             name = plan.pkey + ":lock"
-            token = self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)))
+            token = self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)), plan.scope)
             if token is None:  # another process is fetching: wait for its entry
-                found = self._await_other(plan, lock)
+                found = self._await_other(plan, adapter, lock)
                 if found is not None:
                     return Outcome(None, found.entry, found)
         try:
             response = upstream(**params)
-            entry = self.entry_from_payload(plan, adapter, dump(response))
-            self._write(plan, {plan.pkey: entry})
+            payload = dump(response)
+            entry = self.entry_from_payload(plan, adapter, payload)
+            if self.storable(adapter, payload, plan):
+                self._write(plan, {plan.pkey: entry})
             return Outcome(response, entry)
         finally:
             if lock is not None and token not in (None, FAILED):
-                self.tiers.call(Op(lock, "unlock", (plan.pkey + ":lock", token)))
+                self.tiers.call(Op(lock, "unlock", (name, token)), plan.scope)
 
-    def _await_other(self, plan: Plan, tier: Tier) -> Found | None:
+    def _await_other(self, plan: Plan, adapter: EndpointAdapter, tier: Tier) -> Found | None:
         deadline = time.monotonic() + self.lock_ttl
         delay = LOCK_POLL
         while time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
-            found, fresh = self.tiers.run(self.tiers.lookup_steps(plan.pkey, [tier], plan.max_age))
+            found, fresh = self.tiers.run(
+                self.tiers.lookup_steps(
+                    plan.pkey, [tier], plan.max_age, plan.scope, self.checker(plan, adapter, False)
+                ),
+                plan.scope,
+            )
             if fresh:
                 return found  # type: ignore[no-any-return]
             if tier.breaker.is_open:
@@ -357,8 +408,7 @@ class SyncEngine(Engine):
             self.tiers.store_steps(
                 entries, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
             ),
-            plan.request,
-            plan.key,
+            plan.scope,
         )
         for label in written:
             self.emit("llmcache_on_store", plan, label, started)

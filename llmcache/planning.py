@@ -14,7 +14,7 @@ from .keys import UncacheableRequest, physical_key
 from .options import Directives, split_options
 from .prompt import mark_prefix
 from .request import NEVER, CacheOptions, CacheRequest, Endpoint
-from .tiers import Tier
+from .tiers import Scope, Tier
 from .ttl import DEFAULT
 
 __all__ = ["Plan", "Planner"]
@@ -44,6 +44,7 @@ class Plan:
     shared_ttl: float | None
     max_age: float | None
     grace: float
+    scope: Scope
 
     @property
     def options(self) -> CacheOptions:
@@ -168,4 +169,5 @@ class Planner:
             shared_ttl=None if directives.s_maxage is None else float(directives.s_maxage),
             max_age=None if directives.max_age is None else float(directives.max_age),
             grace=float(directives.stale_window),
+            scope=Scope(request, key),
         )

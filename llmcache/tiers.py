@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .breaker import CircuitBreaker
@@ -28,7 +28,7 @@ from .request import CacheRequest
 from .stats import StatsRecorder
 from .urls import TierURL, parse_tier_url
 
-__all__ = ["AsyncTiers", "Found", "Op", "Tier", "Tiers", "build_tiers"]
+__all__ = ["AsyncTiers", "Found", "Op", "Scope", "Tier", "Tiers", "build_tiers"]
 
 log = logging.getLogger("llmcache")
 
@@ -101,6 +101,16 @@ def build_tiers(
 _NO_KWARGS: dict[str, Any] = {}
 
 
+@dataclass(slots=True, eq=False)
+class Scope:
+    """One user call as the tiers see it: whom errors are reported for, and which tiers
+    already failed during the call (they are not tried again within it)."""
+
+    request: CacheRequest | None = None
+    key: str = ""
+    failed: set[Tier] = field(default_factory=set)
+
+
 class Op(NamedTuple):
     """A backend call a tier generator needs: ``tier.backend.<method>(*args, **kwargs)``."""
 
@@ -120,6 +130,7 @@ class Found(NamedTuple):
     entry: Entry
     tier: Tier
     data: bytes
+    value: Any = None  # what the lookup's ``check`` made of the entry
 
 
 def _fresh(entry: Entry, now: float, max_age: float | None) -> bool:
@@ -170,42 +181,59 @@ class _TierLogic:
 
     # -- failure handling ------------------------------------------------------------------
 
-    def _failed(
-        self, tier: Tier, exc: BaseException, request: CacheRequest | None, key: str
-    ) -> None:
-        self.stats.error()
-        log.warning("llmcache tier %s failed: %s", tier.label, _describe(exc, tier))
-        if request is not None and self.observers.wanted("llmcache_on_error"):
-            self.observers.emit("llmcache_on_error", CacheEvent(request, key, tier.label, 0.0, exc))
-        if not self.fail_open:
-            raise BackendError(f"cache tier {tier.label} failed: {_describe(exc, tier)}") from exc
-
-    def _skipped(self, tier: Tier) -> None:
+    def _skip(self, tier: Tier, scope: Scope | None) -> bool:
+        """Tell whether to leave a tier out: its circuit is open, or it failed this call."""
+        if scope is not None and tier in scope.failed:
+            return True
+        if tier.breaker.opened_at is None or tier.breaker.allow():
+            return False
         if not self.fail_open:
             raise BackendError(
                 f"cache tier {tier.label} is unavailable (circuit open after repeated failures)"
             )
+        return True
 
-    def _decode(
-        self, tier: Tier, data: bytes, pkey: str, request: CacheRequest | None, key: str
-    ) -> Entry | None:
+    def _report(self, tier: Tier, exc: BaseException, scope: Scope | None, what: str) -> None:
+        """Count an error, log it (without secrets) and tell ``llmcache_on_error`` observers."""
+        self.stats.error()
+        log.warning("llmcache %s %s: %s", what, tier.label, _describe(exc, tier))
+        if scope is None or scope.request is None:
+            return
+        if self.observers.wanted("llmcache_on_error"):
+            event = CacheEvent(scope.request, scope.key, tier.label, 0.0, exc)
+            self.observers.emit("llmcache_on_error", event)
+
+    def _failed(self, tier: Tier, exc: BaseException, scope: Scope | None) -> None:
+        tier.breaker.failure()
+        if scope is not None:  # one timeout per tier per call, not one per operation
+            scope.failed.add(tier)
+        self._report(tier, exc, scope, "failed in")
+        if not self.fail_open:
+            raise BackendError(f"cache tier {tier.label} failed: {_describe(exc, tier)}") from exc
+
+    def _accept(
+        self,
+        tier: Tier,
+        data: bytes,
+        pkey: str,
+        scope: Scope | None,
+        check: Callable[[Entry], Any] | None = None,
+    ) -> Found | None:
+        """Decode (and check) what a tier returned; ``None`` for a bad entry, counted."""
         memo = self._decoded.get(id(data))
-        if memo is not None and memo[0] is data and memo[1].key == pkey:
-            return memo[1]
         try:
-            entry = self.codec.decode(data, pkey)
-            if not tier.shared:
-                if len(self._decoded) >= DECODE_MEMO_SIZE:
-                    self._decoded.clear()
-                self._decoded[id(data)] = (data, entry)
-            return entry
+            if memo is not None and memo[0] is data and memo[1].key == pkey:
+                entry = memo[1]
+            else:
+                entry = self.codec.decode(data, pkey)
+                if not tier.shared:
+                    if len(self._decoded) >= DECODE_MEMO_SIZE:
+                        self._decoded.clear()
+                    self._decoded[id(data)] = (data, entry)
+            return Found(entry, tier, data, None if check is None else check(entry))
         except CorruptEntry as exc:
-            self.stats.error()
-            log.warning("llmcache dropped a bad entry in %s: %s", tier.label, exc)
-            if request is not None and self.observers.wanted("llmcache_on_error"):
-                self.observers.emit(
-                    "llmcache_on_error", CacheEvent(request, key, tier.label, 0.0, exc)
-                )
+            self._decoded.pop(id(data), None)
+            self._report(tier, exc, scope, "dropped a bad entry in")
             return None
 
     # -- the steps -------------------------------------------------------------------------
@@ -215,10 +243,14 @@ class _TierLogic:
         pkey: str,
         tiers: Sequence[Tier],
         max_age: float | None,
-        request: CacheRequest | None = None,
-        key: str = "",
+        scope: Scope | None = None,
+        check: Callable[[Entry], Any] | None = None,
     ) -> Steps:
         """Find the first fresh entry, promoting it into the tiers above; else the first stale.
+
+        ``check`` turns an entry into what the caller serves (``Found.value``) and raises
+        :class:`~llmcache.codec.CorruptEntry` for one that cannot be served: such an entry
+        is counted, deleted and skipped like bytes that do not decode.
 
         Returns ``(found, fresh)`` or ``(None, False)``.
         """
@@ -227,20 +259,25 @@ class _TierLogic:
             data = yield Op(tier, "get", (pkey,))
             if data is FAILED or data is None:
                 continue
-            entry = self._decode(tier, data, pkey, request, key)
-            if entry is None:
+            found = self._accept(tier, data, pkey, scope, check)
+            if found is None:
                 yield Op(tier, "delete", ([pkey],))
                 continue
             now = time.time()
-            if _fresh(entry, now, max_age):
+            if _fresh(found.entry, now, max_age):
                 if level:
-                    yield from self._promote_steps(pkey, entry, data, tiers[:level], now)
-                return Found(entry, tier, data), True
+                    yield from self._promote_steps(pkey, found.entry, data, tiers[:level], now)
+                return found, True
             if stale is None:
-                stale = Found(entry, tier, data)
+                stale = found
         return stale, False
 
-    def lookup_many_steps(self, pkeys: Sequence[str], tiers: Sequence[Tier]) -> Steps:
+    def lookup_many_steps(
+        self,
+        pkeys: Sequence[str],
+        tiers: Sequence[Tier],
+        check: Callable[[Entry], Any] | None = None,
+    ) -> Steps:
         """Find fresh entries for many keys, a multi-get per tier; promote what lower tiers had.
 
         Returns a list aligned with ``pkeys`` of :class:`Found` or ``None``.
@@ -258,12 +295,15 @@ class _TierLogic:
             for i, data in zip(wanted, values, strict=True):
                 if data is None:
                     continue
-                entry = self._decode(tier, data, pkeys[i], None, pkeys[i])
-                if entry is None:
+                hit = self._accept(tier, data, pkeys[i], None, check)
+                if hit is None:
                     bad.append(pkeys[i])
-                elif _fresh(entry, now, None):
-                    found[i] = Found(entry, tier, data)
-                    yield from self._promote_steps(pkeys[i], entry, data, tiers[:level], now)
+                elif _fresh(hit.entry, now, None):
+                    found[i] = hit
+                    if level:
+                        yield from self._promote_steps(
+                            pkeys[i], hit.entry, data, tiers[:level], now
+                        )
             if bad:
                 yield Op(tier, "delete", (bad,))
         return found
@@ -339,8 +379,7 @@ class Tiers(_TierLogic):
     def run(
         self,
         steps: Steps,
-        request: CacheRequest | None = None,
-        key: str = "",
+        scope: Scope | None = None,
         upstream: Callable[..., Any] | None = None,
     ) -> Any:
         """Drive a step generator to its result, making each backend call.
@@ -351,23 +390,21 @@ class Tiers(_TierLogic):
             op = next(steps)
             while True:
                 if isinstance(op, Op):
-                    op = steps.send(self.call(op, request, key))
+                    op = steps.send(self.call(op, scope))
                 else:
                     op = steps.send(upstream(**op.params))  # type: ignore[misc]
         except StopIteration as done:
             return done.value
 
-    def call(self, op: Op, request: CacheRequest | None = None, key: str = "") -> Any:
+    def call(self, op: Op, scope: Scope | None = None) -> Any:
         """Make one guarded backend call; :data:`FAILED` when skipped or failed."""
         tier = op.tier
-        if tier.breaker.opened_at is not None and not tier.breaker.allow():
-            self._skipped(tier)
+        if self._skip(tier, scope):
             return FAILED
         try:
             result = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
         except Exception as exc:
-            tier.breaker.failure()
-            self._failed(tier, exc, request, key)
+            self._failed(tier, exc, scope)
             return FAILED
         tier.breaker.success()
         return result
@@ -387,8 +424,7 @@ class AsyncTiers(_TierLogic):
     async def run(
         self,
         steps: Steps,
-        request: CacheRequest | None = None,
-        key: str = "",
+        scope: Scope | None = None,
         upstream: Callable[..., Awaitable[Any]] | None = None,
     ) -> Any:
         """Drive a step generator to its result, awaiting each backend call."""
@@ -396,24 +432,22 @@ class AsyncTiers(_TierLogic):
             op = next(steps)
             while True:
                 if isinstance(op, Op):
-                    op = steps.send(await self.call(op, request, key))
+                    op = steps.send(await self.call(op, scope))
                 else:
                     op = steps.send(await upstream(**op.params))  # type: ignore[misc]
         except StopIteration as done:
             return done.value
 
-    async def call(self, op: Op, request: CacheRequest | None = None, key: str = "") -> Any:
+    async def call(self, op: Op, scope: Scope | None = None) -> Any:
         """Make one guarded backend call; :data:`FAILED` when skipped or failed."""
         tier = op.tier
-        if not tier.breaker.allow():
-            self._skipped(tier)
+        if self._skip(tier, scope):
             return FAILED
         try:
             call = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
             result = await (call if tier.inline else asyncio.wait_for(call, tier.timeout))
         except Exception as exc:
-            tier.breaker.failure()
-            self._failed(tier, exc, request, key)
+            self._failed(tier, exc, scope)
             return FAILED
         tier.breaker.success()
         return result

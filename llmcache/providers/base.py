@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 __all__ = ["EndpointAdapter", "Provider", "Usage", "dump", "usage_number"]
 
@@ -61,19 +61,22 @@ class EndpointAdapter:
         self._chunk_adapter: TypeAdapter[Any] | None = None
 
     def build(self, payload: Mapping[str, Any]) -> Any:
-        """Return the SDK object for a stored response payload."""
-        try:
-            return self.response_type.model_validate(payload)
-        except ValidationError:  # a lenient upstream: keep what it sent, as the SDK would
-            return self.response_type.construct(**payload)
+        """Return the SDK object for a stored response payload (validated).
+
+        :raises pydantic.ValidationError: the payload is not such a response.
+        """
+        return self.response_type.model_validate(payload)
 
     def build_chunk(self, payload: Mapping[str, Any]) -> Any:
-        """Return the SDK object for a stored chunk payload."""
-        if hasattr(self.chunk_type, "model_validate"):
-            try:
-                return self.chunk_type.model_validate(payload)
-            except ValidationError:
-                return self.chunk_type.construct(**payload)
+        """Return the SDK object for a stored chunk payload, built as the SDK builds a live one.
+
+        Live chunks do not always satisfy their own type (a legacy completion chunk has no
+        ``finish_reason`` until the last), so the SDK constructs them without validation;
+        the core validates the whole answer before replaying its chunks.
+        """
+        construct = getattr(self.chunk_type, "construct", None)
+        if construct is not None:
+            return construct(**payload)
         if self._chunk_adapter is None:
             self._chunk_adapter = TypeAdapter(self.chunk_type)
         return self._chunk_adapter.validate_python(payload)
