@@ -24,7 +24,13 @@ from llmcache.backends.base import reject_unknown_options
 from llmcache.errors import ConfigError
 from llmcache.urls import redact
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_POOL_SIZE", "RedisURL", "parse_redis_url"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_POOL_SIZE",
+    "RedisURL",
+    "parse_redis_url",
+    "redact_redis_url",
+]
 
 DEFAULT_POOL_SIZE = 50
 DEFAULT_BATCH_SIZE = 1000
@@ -69,7 +75,7 @@ class RedisURL:
 
 
 def _malformed(url: str, why: str) -> ConfigError:
-    return ConfigError(f"malformed Redis URL {redact(url)!r}: {why}")
+    return ConfigError(f"malformed Redis URL {redact_redis_url(url)!r}: {why}")
 
 
 def _positive_int(name: str, value: str, url: str) -> int:
@@ -104,12 +110,28 @@ def _parse_host(text: str, url: str, *, need_port: bool) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _split_userinfo(netloc: str) -> tuple[str | None, str | None, str]:
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at:
-        return None, None, netloc
-    user, colon, password = userinfo.partition(":")
-    return (unquote(user) or None), (unquote(password) if colon else None), hosts
+def _split_authority(rest: str) -> tuple[str | None, str]:
+    """Split what follows ``scheme://`` into user info (or ``None``) and the remainder.
+
+    The user info ends at the *last* ``@`` before the query, so that a password holding a
+    raw ``@`` or ``/`` (which should be percent-encoded, but often is not) is still taken
+    whole, and never shown.
+    """
+    head = rest.split("?", 1)[0].split("#", 1)[0]
+    at = head.rfind("@")
+    if at < 0:
+        return None, rest
+    return rest[:at], rest[at + 1 :]
+
+
+def redact_redis_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***`` (raw ``@`` or ``/`` included)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, remainder = _split_authority(rest) if sep else (None, rest)
+    if userinfo is None or ":" not in userinfo:
+        return redact(url)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{remainder}"
 
 
 def parse_redis_url(url: str) -> RedisURL:
@@ -124,13 +146,19 @@ def parse_redis_url(url: str) -> RedisURL:
         raise _malformed(url, f"the scheme must be one of {', '.join(SCHEMES)}")
     cluster = scheme.endswith("+cluster")
     tls = scheme.startswith("rediss")
-    # urlsplit would choke on a comma-separated host list: split the netloc ourselves
-    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
-    netloc = rest[:end]
-    parts = urlsplit("x://h" + rest[end:])
+    # urlsplit would choke on a comma-separated host list: split the authority ourselves
+    userinfo, remainder = _split_authority(rest)
+    if userinfo is not None and scheme == "unix" and "/" in userinfo:
+        userinfo, remainder = None, rest  # an "@" in the socket's path, not user info
+    end = min((i for i in map(remainder.find, "/?#") if i >= 0), default=len(remainder))
+    hosts = remainder[:end]
+    parts = urlsplit("x://h" + remainder[end:])
     if parts.fragment:
         raise _malformed(url, "a fragment ('#...') has no meaning here")
-    username, password, hosts = _split_userinfo(netloc)
+    username = password = None
+    if userinfo is not None:
+        user, colon, secret = userinfo.partition(":")
+        username, password = (unquote(user) or None), (unquote(secret) if colon else None)
     query: dict[str, str] = {}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name in query:
@@ -138,7 +166,7 @@ def parse_redis_url(url: str) -> RedisURL:
         query[name] = value
 
     known = _COMMON_OPTIONS + (_TLS_OPTIONS if tls else ()) + (("db",) if scheme == "unix" else ())
-    reject_unknown_options(repr(redact(url)), query, known)
+    reject_unknown_options(repr(redact_redis_url(url)), query, known)
 
     socket_path = None
     db = 0
@@ -185,7 +213,7 @@ def parse_redis_url(url: str) -> RedisURL:
                 connection[name] = query[name]
 
     return RedisURL(
-        redacted=redact(url),
+        redacted=redact_redis_url(url),
         scheme=scheme,
         cluster=cluster,
         nodes=nodes,

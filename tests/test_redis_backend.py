@@ -229,6 +229,21 @@ def test_malformed_url_is_a_config_error_naming_it_without_its_password(
     assert ":***@" in str(caught.value)
 
 
+@pytest.mark.parametrize("password", ["hunter2", "hun%40ter2", "hun@ter2", "hun:ter2", "h/u@n"])
+def test_an_awkward_password_is_read_whole_and_never_shown(password: str) -> None:
+    from urllib.parse import unquote
+
+    with pytest.raises(ConfigError) as caught:
+        from_url(f"redis://user:{password}@127.0.0.1:6390/0?bogus=1")
+    for piece in {password, unquote(password), *password.replace("@", ":").split(":")}:
+        if len(piece) > 2:
+            assert piece not in str(caught.value)
+    backend = from_url(f"redis+cluster://user:{password}@a:7000,b:7001")
+    assert backend.url.connection["password"] == unquote(password)  # type: ignore[attr-defined]
+    assert backend.url.nodes == (("a", 7000), ("b", 7001))  # type: ignore[attr-defined]
+    assert "hun" not in repr(backend)
+
+
 def test_factory_rejects_options_it_does_not_know() -> None:
     with pytest.raises(ConfigError, match="unknown option 'max_entries'"):
         from_url("redis://localhost", max_entries=3)
