@@ -47,22 +47,13 @@ class AsyncEngine(Engine):
             return self.fresh_response(await upstream(**params), adapter, "", stream=stream)
         found: Found | None = None
         if plan.read_tiers:
-            found, fresh = await self.tiers.run(
-                self.tiers.lookup_steps(
-                    plan.pkey,
-                    plan.read_tiers,
-                    plan.max_age,
-                    plan.scope,
-                    self.checker(plan, adapter, stream),
-                ),
-                plan.scope,
+            found, usable = await self.tiers.run(
+                self.lookup_steps(plan, adapter, stream), plan.scope
             )
-            if fresh and found is not None:
-                return self.served(plan, adapter, found, stream, started)
-            stale = self.stale_within(plan, found, plan.directives.stale_while_revalidate)
-            if stale is not None:
+            if usable == "stale":
                 self._refresh(plan, adapter, params, upstream)
-                return self.served(plan, adapter, stale, stream, started)
+            if usable is not None:
+                return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
         if stream:

@@ -26,7 +26,7 @@ from .request import Endpoint
 from .singleflight import SingleFlight
 from .stats import StatsRecorder
 from .streaming import RecordingStream, ReplayStream
-from .tiers import FAILED, Found, Op, Tier, Tiers, staleness
+from .tiers import FAILED, Found, Op, Steps, Tier, Tiers, staleness
 
 __all__ = ["Engine", "Outcome", "SyncEngine", "mark"]
 
@@ -223,6 +223,23 @@ class Engine:
             )
             self.observers.emit(name, event)
 
+    def lookup_steps(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Steps:
+        """Look a plan up in its tiers; return ``(found, usable)``.
+
+        ``usable`` is ``"fresh"``, ``"stale"`` (within ``stale-while-revalidate``: serve it and
+        refresh in the background) or ``None`` (a miss; ``found`` may still be a stale entry
+        for ``stale-if-error``).
+        """
+        check = self.checker(plan, adapter, stream)
+        found, fresh = yield from self.tiers.lookup_steps(
+            plan.pkey, plan.read_tiers, plan.max_age, plan.scope, check
+        )
+        if fresh:
+            return found, "fresh"
+        if self.stale_within(plan, found, plan.directives.stale_while_revalidate) is not None:
+            return found, "stale"
+        return found, None
+
     def stale_within(self, plan: Plan, found: Found | None, window: int | None) -> Found | None:
         """Return ``found`` if it is within a ``stale-*`` directive's window, else ``None``."""
         if found is None or window is None:
@@ -299,22 +316,11 @@ class SyncEngine(Engine):
         stream = bool(params.get("stream"))
         found: Found | None = None
         if plan.read_tiers:
-            found, fresh = self.tiers.run(
-                self.tiers.lookup_steps(
-                    plan.pkey,
-                    plan.read_tiers,
-                    plan.max_age,
-                    plan.scope,
-                    self.checker(plan, adapter, stream),
-                ),
-                plan.scope,
-            )
-            if fresh and found is not None:
-                return self.served(plan, adapter, found, stream, started)
-            stale = self.stale_within(plan, found, plan.directives.stale_while_revalidate)
-            if stale is not None:
+            found, usable = self.tiers.run(self.lookup_steps(plan, adapter, stream), plan.scope)
+            if usable == "stale":
                 self._refresh(plan, adapter, params, upstream)
-                return self.served(plan, adapter, stale, stream, started)
+            if usable is not None:
+                return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
         if stream:

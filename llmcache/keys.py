@@ -9,6 +9,8 @@ are in the key without anyone listing them.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,8 +76,38 @@ def canonical_params(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
 def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+    blob = orjson.dumps(value, default=_default, option=_OPTIONS)
+    # orjson writes NaN and infinities as null; tell them apart (rare: only where a null is)
+    if b"null" in blob:
+        plain = _plain_floats(value)
+        if _has_non_finite(plain):
+            return json.dumps(plain, sort_keys=True, default=_default).encode()
+    return blob
+
+
+def _plain_floats(value: Any) -> Any:
+    """Return ``value`` with SDK objects dumped, so the stdlib encoder sees plain data."""
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return _default(value)
+    if isinstance(value, dict):
+        return {k: _plain_floats(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value, key=repr)
+    if isinstance(value, (list, tuple)):
+        return [_plain_floats(v) for v in value]
+    return value
 
 
 def request_digest(request: CacheRequest) -> str:

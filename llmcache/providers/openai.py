@@ -37,48 +37,86 @@ def _usage_chunks(
     return body + tail
 
 
-class ChatCompletions(EndpointAdapter):
-    """``chat.completions.create``."""
+class _ChoiceStream(EndpointAdapter):
+    """An endpoint whose stream is chunks of ``choices``, merged per choice index."""
 
-    endpoint = "chat.completions"
-    response_type = ChatCompletion
-    chunk_type = ChatCompletionChunk
+    whole_object: str
+    chunk_object: str
+
+    def new_choice(self, index: int) -> dict[str, Any]:
+        """Return an empty choice of the whole response."""
+        raise NotImplementedError
+
+    def merge(self, choice: dict[str, Any], part: Mapping[str, Any]) -> None:
+        """Fold one chunk's choice into the whole response's choice."""
+        raise NotImplementedError
 
     def assemble(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
         first = chunks[0] if chunks else {}
         result: dict[str, Any] = {k: first[k] for k in _HEAD if first.get(k) is not None}
-        result["object"] = "chat.completion"
+        result["object"] = self.whole_object
         choices: dict[int, dict[str, Any]] = {}
         for chunk in chunks:
             if chunk.get("usage"):
                 result["usage"] = chunk["usage"]
             for part in chunk.get("choices") or ():
-                choice = choices.setdefault(
-                    part.get("index", 0),
-                    {"index": part.get("index", 0), "message": {"role": "assistant"}},
-                )
-                _merge_delta(choice["message"], part.get("delta") or {})
+                index = part.get("index", 0)
+                choice = choices.get(index)
+                if choice is None:
+                    choice = choices[index] = self.new_choice(index)
+                self.merge(choice, part)
                 if part.get("finish_reason"):
                     choice["finish_reason"] = part["finish_reason"]
-                if part.get("logprobs"):
-                    logprobs = choice.setdefault("logprobs", {})
-                    for field in ("content", "refusal"):
-                        if part["logprobs"].get(field):
-                            logprobs.setdefault(field, []).extend(part["logprobs"][field])
-        for choice in choices.values():
-            choice.setdefault("finish_reason", "stop")
+        result["choices"] = [choices[i] for i in sorted(choices)]
+        return result
+
+    def head(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the fields every synthesized chunk repeats."""
+        head = {k: payload[k] for k in _HEAD if k in payload}
+        head["object"] = self.chunk_object
+        return head
+
+    def replay(
+        self, chunks: list[dict[str, Any]], params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        usage = next((c["usage"] for c in chunks if c.get("usage")), None)
+        return _usage_chunks(chunks, params, usage)
+
+
+class ChatCompletions(_ChoiceStream):
+    """``chat.completions.create``."""
+
+    endpoint = "chat.completions"
+    response_type = ChatCompletion
+    chunk_type = ChatCompletionChunk
+    whole_object = "chat.completion"
+    chunk_object = "chat.completion.chunk"
+
+    def new_choice(self, index: int) -> dict[str, Any]:
+        return {"index": index, "message": {"role": "assistant"}, "finish_reason": "stop"}
+
+    def merge(self, choice: dict[str, Any], part: Mapping[str, Any]) -> None:
+        message = choice["message"]
+        _merge_delta(message, part.get("delta") or {})
+        if part.get("logprobs"):
+            logprobs = choice.setdefault("logprobs", {})
+            for field in ("content", "refusal"):
+                if part["logprobs"].get(field):
+                    logprobs.setdefault(field, []).extend(part["logprobs"][field])
+
+    def assemble(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+        result = super().assemble(chunks)
+        for choice in result["choices"]:
             choice["message"].setdefault("content", None)
             calls = choice["message"].get("tool_calls")
             if calls:
                 choice["message"]["tool_calls"] = [calls[i] for i in sorted(calls)]
-        result["choices"] = [choices[i] for i in sorted(choices)]
         return result
 
     def synthesize(
         self, payload: Mapping[str, Any], params: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
-        head = {k: payload[k] for k in _HEAD if k in payload}
-        head["object"] = "chat.completion.chunk"
+        head = self.head(payload)
         chunks = []
         for choice in payload.get("choices") or ():
             message = choice.get("message") or {}
@@ -90,23 +128,13 @@ class ChatCompletions(EndpointAdapter):
                 delta["tool_calls"] = [
                     {"index": i, **call} for i, call in enumerate(message["tool_calls"])
                 ]
-            first = {"index": choice.get("index", 0), "delta": delta, "finish_reason": None}
+            index = choice.get("index", 0)
+            first = {"index": index, "delta": delta, "finish_reason": None}
             if choice.get("logprobs"):
                 first["logprobs"] = choice["logprobs"]
-            chunks.append({**head, "choices": [first]})
-            last = {
-                "index": choice.get("index", 0),
-                "delta": {},
-                "finish_reason": choice.get("finish_reason"),
-            }
-            chunks.append({**head, "choices": [last]})
+            last = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
+            chunks += [{**head, "choices": [first]}, {**head, "choices": [last]}]
         return _usage_chunks(chunks, params, payload.get("usage"))
-
-    def replay(
-        self, chunks: list[dict[str, Any]], params: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        usage = next((c["usage"] for c in chunks if c.get("usage")), None)
-        return _usage_chunks(chunks, params, usage)
 
 
 def _merge_delta(message: dict[str, Any], delta: Mapping[str, Any]) -> None:
@@ -135,47 +163,28 @@ def _merge_delta(message: dict[str, Any], delta: Mapping[str, Any]) -> None:
         call["function"]["arguments"] += function.get("arguments") or ""
 
 
-class Completions(EndpointAdapter):
+class Completions(_ChoiceStream):
     """``completions.create`` (the legacy text API)."""
 
     endpoint = "completions"
     response_type = Completion
     chunk_type = Completion
+    whole_object = chunk_object = "text_completion"
 
-    def assemble(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
-        first = chunks[0] if chunks else {}
-        result: dict[str, Any] = {k: first[k] for k in _HEAD if first.get(k) is not None}
-        result["object"] = "text_completion"
-        choices: dict[int, dict[str, Any]] = {}
-        for chunk in chunks:
-            if chunk.get("usage"):
-                result["usage"] = chunk["usage"]
-            for part in chunk.get("choices") or ():
-                index = part.get("index", 0)
-                choice = choices.setdefault(
-                    index, {"index": index, "text": "", "finish_reason": "stop"}
-                )
-                choice["text"] += part.get("text") or ""
-                if part.get("finish_reason"):
-                    choice["finish_reason"] = part["finish_reason"]
-                if part.get("logprobs"):
-                    choice["logprobs"] = part["logprobs"]
-        result["choices"] = [choices[i] for i in sorted(choices)]
-        return result
+    def new_choice(self, index: int) -> dict[str, Any]:
+        return {"index": index, "text": "", "finish_reason": "stop"}
+
+    def merge(self, choice: dict[str, Any], part: Mapping[str, Any]) -> None:
+        choice["text"] += part.get("text") or ""
+        if part.get("logprobs"):
+            choice["logprobs"] = part["logprobs"]
 
     def synthesize(
         self, payload: Mapping[str, Any], params: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
-        head = {k: payload[k] for k in _HEAD if k in payload}
-        head["object"] = "text_completion"
+        head = self.head(payload)
         chunks = [{**head, "choices": [choice]} for choice in payload.get("choices") or ()]
         return _usage_chunks(chunks, params, payload.get("usage"))
-
-    def replay(
-        self, chunks: list[dict[str, Any]], params: Mapping[str, Any]
-    ) -> list[dict[str, Any]]:
-        usage = next((c["usage"] for c in chunks if c.get("usage")), None)
-        return _usage_chunks(chunks, params, usage)
 
 
 class Responses(EndpointAdapter):
