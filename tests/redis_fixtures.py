@@ -25,6 +25,7 @@ __all__ = [
     "private_redis_server",
     "redis_cluster",
     "redis_server",
+    "redis_tls_server",
 ]
 
 
@@ -50,6 +51,7 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     extra: tuple[str, ...] = ()
     unix_socket: Path | None = None
+    tls_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -188,6 +190,52 @@ def redis_server() -> Iterator[RedisServer]:
     require_binary("redis-server")
     workdir = Path(tempfile.mkdtemp(prefix="llmcache-redis-"))
     server = start_redis_server(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_redis_tls_server(workdir: Path) -> RedisServer:
+    """Start a server that also speaks TLS, with a self-signed certificate for 127.0.0.1.
+
+    The certificate (``workdir/cert.pem``) is its own CA; clients need not present one.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        [
+            require_binary("openssl"),
+            *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    tls_port = free_port()
+    server = RedisServer(
+        workdir,
+        tls_port=tls_port,
+        extra=(
+            *("--tls-port", str(tls_port), "--tls-cert-file", str(cert)),
+            *("--tls-key-file", str(key), "--tls-ca-cert-file", str(cert)),
+            *("--tls-auth-clients", "no"),
+        ),
+    )
+    server.start()
+    wait_for_port(tls_port)
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server() -> Iterator[RedisServer]:
+    """A standalone server that also listens for TLS on ``tls_port``."""
+    require_binary("redis-server")
+    workdir = Path(tempfile.mkdtemp(prefix="llmcache-redis-tls-"))
+    server = start_redis_tls_server(workdir)
     try:
         yield server
     finally:

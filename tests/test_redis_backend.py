@@ -48,10 +48,12 @@ from tests.redis_fixtures import (
     private_redis_server,
     redis_cluster,
     redis_server,
+    redis_tls_server,
 )
 from tests.servers import free_port
 
-__all__ = ["private_redis_server", "redis_cluster", "redis_server"]  # fixtures, used by name
+# fixtures, used by name
+__all__ = ["private_redis_server", "redis_cluster", "redis_server", "redis_tls_server"]
 
 MODEL = "gpt-4o-mini"
 CONNECT_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
@@ -91,6 +93,18 @@ class TestRedisUnixSocketBackend(BackendSuite):
     @pytest.fixture(autouse=True)
     def _url(self, redis_server: RedisServer) -> None:
         self.url = f"unix://{redis_server.unix_socket}?db=3"
+
+    def make_backend(self) -> CacheBackend:
+        return from_url(self.url)
+
+
+class TestRedisTLSBackend(BackendSuite):
+    """``rediss://`` checking the server's certificate against a CA file."""
+
+    @pytest.fixture(autouse=True)
+    def _url(self, redis_tls_server: RedisServer) -> None:
+        ca = redis_tls_server.workdir / "cert.pem"
+        self.url = f"rediss://127.0.0.1:{redis_tls_server.tls_port}/1?ssl_ca_certs={ca}"
 
     def make_backend(self) -> CacheBackend:
         return from_url(self.url)
@@ -310,6 +324,17 @@ async def test_async_construction_never_connects() -> None:
         with pytest.raises(CONNECT_ERRORS):
             await backend.get("k")
         await backend.close()
+
+
+async def test_tls_verifies_the_server_unless_told_not_to(redis_tls_server: RedisServer) -> None:
+    url = f"rediss://127.0.0.1:{redis_tls_server.tls_port}/2"
+    with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        from_url(url).get("k")  # a self-signed certificate, and no CA given
+    unchecked = async_from_url(url + "?ssl_cert_reqs=none")
+    key = pkey()
+    await unchecked.set(key, b"v", 60)
+    assert await unchecked.get(key) == b"v"
+    await unchecked.close()
 
 
 @pytest.fixture
