@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import struct
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -180,7 +179,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[RawStore]:
     elif kind == "memcached":
         raw = MemcachedStore(request.getfixturevalue("memcached_server"))
     elif kind == "sqlite":
-        directory = Path(tempfile.mkdtemp(prefix="llmcache-bad-data-"))
+        directory: Path = request.getfixturevalue("tmp_path")
         raw = SQLStore(f"sqlite:///{directory / 'cache.db'}", table)
     else:
         database: Database = request.getfixturevalue("postgres_db")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import socket
 import tempfile
 import traceback
@@ -177,7 +178,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
         memcached: MemcachedServer = request.getfixturevalue("memcached_server")
         yield Store(kind, memcached.url, lambda: _dump_memcached(memcached))
     elif kind == "sqlite":
-        directory = Path(tempfile.mkdtemp(prefix="llmcache-tenants-"))
+        directory: Path = request.getfixturevalue("tmp_path")
         url = f"sqlite:///{directory / 'cache.db'}"
         yield Store(kind, url, lambda: _dump_files(directory) + _dump_sql(url, "llmcache_entries"))
     else:
@@ -469,6 +470,7 @@ def protected_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("password", AWKWARD, ids=["plain", "encoded-at", "raw-at", "colon"])
