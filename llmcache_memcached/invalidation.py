@@ -144,7 +144,9 @@ class ScopeState:
         aged = tuple(rule for rule in rules if rule.cutoff is not None or not rule.pattern)
         if not patterns:
             return None, aged
-        joined = "|".join(f"(?:{globs.to_regex(pattern).pattern})" for pattern in patterns)
+        # glob regexes hold no bare "|", and a plain alternation lets re factor out the
+        # literal prefix the patterns share ("llmcache:<namespace>:")
+        joined = "|".join(globs.to_regex(pattern).pattern for pattern in patterns)
         return re.compile(joined, re.DOTALL).match, aged
 
     # -- changes (each returns a new record) ---------------------------------------------
