@@ -20,11 +20,14 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheError
 
 from llmcache import ConfigError
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend
+from llmcache.backends.memory import MemoryBackend
 from llmcache.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_memcached import MemcachedBackend, ServerDown, async_from_url, from_url, parse_url
@@ -644,6 +647,73 @@ def test_clear_with_a_server_down_raises_after_clearing_the_others(
     survivor = [k for k in keys if backend.pool.route(entry_key(k)).name == servers[1].address]
     assert survivor
     assert backend.get_many(survivor) == [None] * len(survivor)
+
+
+KEYS = [f"llmcache:{ns}:{user}:{q}" for ns in ("a", "b") for user in ("u1", "u2") for q in "xy"]
+PATTERNS = [
+    None,
+    "*",
+    "llmcache:a:*",
+    "llmcache:a:u1:*",
+    "llmcache:b:u?:x",
+    "llmcache:*:u2:*",
+    "llmcache:a:u1:x",
+]
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("set"), st.integers(0, 1), st.sampled_from(KEYS), st.sampled_from([0, 100])
+        ),
+        st.tuples(st.just("get"), st.integers(0, 1), st.sampled_from(KEYS), st.just(0)),
+        st.tuples(
+            st.just("clear"),
+            st.integers(0, 1),
+            st.sampled_from(PATTERNS),
+            st.sampled_from([-1, 0, 50]),
+        ),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=operations)
+def test_no_sequence_of_writes_and_clears_serves_a_cleared_entry(
+    memcached_pool: list[MemcachedServer], ops: list[tuple[str, int, Any, int]]
+) -> None:
+    """Two "processes" share a pool; the memory tier is the oracle of what clear means."""
+    url = pool_url(memcached_pool)
+    processes = [from_url(url), from_url(url)]
+    processes[0].clear()  # a fresh store for this example
+    oracle = MemoryBackend()
+    try:
+        for op, who, arg, number in ops:
+            backend = processes[who]
+            if op == "set":
+                value = uuid.uuid4().bytes
+                created = time.time() - number
+                backend.set(arg, value, 600, created=created)
+                oracle.set(arg, value, 600, created=created)
+            elif op == "clear":
+                older_than = None if number < 0 else float(number)
+                backend.clear(arg, older_than)
+                oracle.clear(arg, older_than)
+            else:
+                got, expected = backend.get(arg), oracle.get(arg)
+                assert got in (None, expected)  # a miss is allowed, a stale value never
+        for backend in processes:
+            assert all(backend.get(k) in (None, oracle.get(k)) for k in KEYS)
+        writer, reader = processes
+        for k in KEYS:  # a writer that has read its records writes live entries
+            assert writer.get(k) in (None, oracle.get(k))
+            writer.set(k, b"fresh", 600)
+            assert reader.get(k) == b"fresh"
+    finally:
+        for backend in processes:
+            backend.close()
 
 
 # -- invalidation records, without a server ------------------------------------------------
