@@ -12,19 +12,26 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcache.backends.base import AsyncCacheBackend
 
+from . import watchdog
 from .backend import _bytes, _text, entry_row
 from .config import SQLConfig
 from .engines import async_engine
 from .schema import Schema, build_schema, ensure_schema, storage_key
 from .statements import MANY_CHUNK, Statements, padded
+from .watchdog import Alarm
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["AsyncSQLBackend"]
 
 log = logging.getLogger("llmcache.sql")
+
+WATCH_SHARE = 0.8  # of the timeout: the socket is cut before the client's own cancellation
 
 
 class AsyncSQLBackend(AsyncCacheBackend):
@@ -46,6 +53,7 @@ class AsyncSQLBackend(AsyncCacheBackend):
         self._statements: Statements | None = None
         self._next_purge = 0.0
         self._purging = False
+        self._watched = config.family == "postgresql"
 
     def __repr__(self) -> str:
         return f"<AsyncSQLBackend {self.config.redacted} table={self.schema.name}>"
@@ -61,15 +69,35 @@ class AsyncSQLBackend(AsyncCacheBackend):
         if self.config.family == "sqlite" and database and not self.engine.url.query.get("uri"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.connect() as conn:
-            await conn.run_sync(ensure_schema, self.schema)
+            await conn.run_sync(ensure_schema, self.schema, self.config.timeout)
         statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
         self._statements = statements
         return statements
 
     async def _run(self, sql: str, args: Any, *, fetch: bool = False) -> Any:
         async with self.engine.connect() as conn:
-            result = await conn.exec_driver_sql(sql, args)
+            alarm = await self._arm(conn)
+            try:
+                result = await conn.exec_driver_sql(sql, args)
+            finally:
+                if alarm is not None and watchdog.watchdog.disarm(alarm):
+                    await conn.invalidate()  # its socket was cut: never back to the pool
             return result.fetchall() if fetch else result.rowcount
+
+    async def _arm(self, conn: AsyncConnection) -> Alarm | None:
+        """Bound a PostgreSQL call on the client side, a little before the tier's timeout.
+
+        The client cancels a call at the timeout, and psycopg answers a cancellation by
+        asking the server to cancel the query, over the network that is failing (up to
+        10 s). Cutting the socket first makes psycopg fail at once instead.
+        """
+        if not self._watched:
+            return None
+        raw = await conn.get_raw_connection()
+        fileno = getattr(raw.driver_connection, "fileno", None)
+        if fileno is None:
+            return None
+        return watchdog.watchdog.arm(fileno(), self.config.timeout * WATCH_SHARE)
 
     async def _run_batch(self, sql: str, rows: list[Any]) -> None:
         if self.config.family != "sqlite":

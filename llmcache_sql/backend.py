@@ -27,10 +27,12 @@ from typing import Any
 
 from llmcache.backends.base import CacheBackend, StoredEntry
 
+from . import watchdog
 from .config import SQLConfig
 from .engines import sqlite_setup, sync_engine
 from .schema import Schema, build_schema, ensure_schema, namespace_of, storage_key
 from .statements import MANY_CHUNK, Statements, padded
+from .watchdog import Alarm
 
 __all__ = ["SQLBackend"]
 
@@ -149,6 +151,7 @@ class SQLBackend(CacheBackend):
         )
         self._purge_lock = threading.Lock()
         self._next_purge = 0.0
+        self._watched = config.family == "postgresql"  # the other drivers time out by themselves
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -192,9 +195,17 @@ class SQLBackend(CacheBackend):
         if disconnect:  # the server went away: its other pooled connections are dead too
             self.engine.dispose()
 
+    def _arm(self, conn: Any) -> Alarm | None:
+        """Bound a PostgreSQL call by the timeout on the client side (see watchdog)."""
+        if not self._watched:
+            return None
+        fileno = getattr(conn.dbapi_connection, "fileno", None)
+        return None if fileno is None else watchdog.watchdog.arm(fileno(), self.config.timeout)
+
     def _run(self, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> Any:
         """Run one statement on a connection of its own; return its rows or row count."""
         conn = self._acquire()
+        alarm = self._arm(conn)
         try:
             cursor = conn.cursor()
             try:
@@ -202,12 +213,18 @@ class SQLBackend(CacheBackend):
                     cursor.executemany(sql, args)
                 else:
                     cursor.execute(sql, args)
-                return cursor.fetchall() if fetch else cursor.rowcount
+                result = cursor.fetchall() if fetch else cursor.rowcount
             finally:
                 cursor.close()
         except Exception as exc:
+            if alarm is not None:
+                watchdog.watchdog.disarm(alarm)
             self._broken(conn, exc)
             raise
+        else:
+            if alarm is not None and watchdog.watchdog.disarm(alarm):
+                conn.invalidate()  # the answer came, but its socket was cut just after
+            return result
         finally:
             self._release(conn)
 
@@ -241,7 +258,7 @@ class SQLBackend(CacheBackend):
             if self.config.family == "sqlite":
                 self._make_directory()
             with self.engine.connect() as conn:
-                ensure_schema(conn, self.schema)
+                ensure_schema(conn, self.schema, self.config.timeout)
             statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
             self._statements = statements
             return statements

@@ -16,6 +16,7 @@ from llmcache.errors import ConfigError, MissingExtraError
 
 from . import dialects
 from .config import SQLConfig
+from .watchdog import bounded_connect
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -77,7 +78,22 @@ def sync_engine(config: SQLConfig) -> sa.Engine:
         raise ConfigError(f"{config.redacted!r}: {exc}") from exc
     if config.family == "sqlite":
         sa.event.listen(engine, "connect", sqlite_setup)
+    if config.family == "postgresql":
+        sa.event.listen(engine, "do_connect", _bounded_connect(config.timeout))
     return engine
+
+
+def _bounded_connect(timeout: float) -> Any:
+    """A ``do_connect`` listener that gives up connecting after ``timeout`` seconds."""
+
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return bounded_connect(
+            lambda: dialect.connect(*cargs, **cparams),
+            timeout,
+            dialect.loaded_dbapi.OperationalError,
+        )
+
+    return connect
 
 
 def async_engine(config: SQLConfig) -> AsyncEngine:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,18 +191,40 @@ def _insert_version(schema: Schema) -> sa.Executable:
     return sqlite.insert(meta).values(row).on_conflict_do_nothing()
 
 
-def ensure_schema(conn: sa.Connection, schema: Schema) -> int:
+def _use_wal(conn: sa.Connection, timeout: float) -> None:
+    """Put a SQLite file in WAL mode (a property of the file: once is enough).
+
+    WAL lets readers go on while a process writes. Switching needs the file to itself,
+    and SQLite says "database is locked" at once, without waiting, while another process
+    uses it (creating the same tables, say): retry until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal":
+            return
+        try:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.1)
+
+
+def ensure_schema(conn: sa.Connection, schema: Schema, timeout: float = 1.0) -> int:
     """Create the tier's tables and indexes if they are missing; return the schema version.
 
     Runs on a connection in autocommit mode. Safe to run from several processes at once.
+
+    :param timeout: how long SQLite may wait for other processes to let go of the file.
 
     :raises ConfigError: the tables were made by a newer llmcache (a higher version).
     """
     family = schema.family
     if family == "sqlite":
-        # WAL: readers never block the writer and other processes read while one writes;
-        # the mode is a property of the file, so setting it once is enough
-        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        _use_wal(conn, timeout)
     elif family == "postgresql":
         # concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalogs
         conn.execute(sa.select(sa.func.pg_advisory_lock(_lock_id(schema.name))))

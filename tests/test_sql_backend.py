@@ -33,6 +33,7 @@ from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_sql import AsyncSQLBackend, SQLBackend
 from llmcache_sql.plugin import SCHEMES, async_from_url, from_url
 from llmcache_sql.schema import KEY_LIMIT, SCHEMA_VERSION
+from tests.faultproxy import FaultProxy
 from tests.servers import free_port
 from tests.sql_fixtures import Database, drop_tables, mariadb_db, postgres_db, table_url
 
@@ -709,6 +710,73 @@ def test_a_database_that_is_down_fails_within_the_timeout(scheme: str) -> None:
         backend.get("k")
     assert time.monotonic() - started < 2.5
     backend.close()
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def proxied(request: pytest.FixtureRequest) -> Iterator[tuple[FaultProxy, str]]:
+    """A server behind a fault-injecting proxy, and a tier URL through the proxy."""
+    database: Database = request.getfixturevalue(
+        "postgres_db" if request.param == "postgresql" else "mariadb_db"
+    )
+    server = sa.make_url(database.url)
+    assert server.port is not None
+    proxy = FaultProxy(server.port).start()
+    table, url = table_url(database)
+    try:
+        yield proxy, url.replace(f":{server.port}/", f":{proxy.port}/")
+    finally:
+        proxy.stop()
+        drop_tables(database.url, table)
+
+
+def _timed_failure(call: Callable[[], Any]) -> float:
+    """Return how long ``call`` took to fail (with the driver's error, or SQLAlchemy's)."""
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"(?i)connection|timeout|timed out|closed"):
+        call()
+    return time.monotonic() - started
+
+
+def test_a_stalled_server_costs_at_most_the_timeout_per_call(
+    proxied: tuple[FaultProxy, str],
+) -> None:
+    proxy, url = proxied
+    backend = from_url(url, timeout=0.5)
+    backend.set("llmcache:t:k", b"v", 60)
+    assert backend.get("llmcache:t:k") == b"v"  # a pooled connection is open
+    proxy.set_mode("stall")  # answers vanish, on open and new connections alike
+    assert _timed_failure(lambda: backend.get("llmcache:t:k")) < 1.2  # an open connection
+    assert _timed_failure(lambda: backend.set("llmcache:t:k", b"w", 60)) < 1.2  # a new one
+    proxy.set_mode("pass")
+    assert backend.get("llmcache:t:k") == b"v"
+    backend.close()
+
+
+def test_a_stalled_server_costs_an_async_call_less_than_the_timeout(
+    proxied: tuple[FaultProxy, str],
+) -> None:
+    proxy, url = proxied
+
+    async def scenario() -> list[float]:
+        backend = async_from_url(url, timeout=0.5)
+        await backend.set("llmcache:t:k", b"v", 60)
+        proxy.set_mode("stall")
+        times = []
+        for _ in range(2):
+            started = time.monotonic()
+            try:  # the client's own bound, as the tiers apply it
+                await asyncio.wait_for(backend.get("llmcache:t:k"), 0.5)
+            except Exception:  # the driver's error, or the client's TimeoutError
+                pass
+            else:
+                pytest.fail("a stalled server answered")
+            times.append(time.monotonic() - started)
+        proxy.set_mode("pass")
+        assert await backend.get("llmcache:t:k") == b"v"
+        await backend.close()
+        return times
+
+    assert max(asyncio.run(scenario())) < 1.2
 
 
 def test_a_locked_sqlite_file_fails_within_the_busy_timeout(tmp_path: Path) -> None:

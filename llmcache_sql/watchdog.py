@@ -1,0 +1,146 @@
+"""A client-side deadline for drivers that have none: cut the socket of a call that is late.
+
+psycopg (and psycopg2) wait for the server's answer for as long as it takes: the server's
+``statement_timeout`` cannot help when the network, or a proxy, swallows the answer. So
+each PostgreSQL call arms an :class:`Alarm` on its connection's socket; one daemon thread
+per process shuts down the sockets of alarms that reach their deadline, the driver then
+fails at once ("server closed the connection"), and the tier drops the connection. A call
+that ends in time disarms its alarm: two lock operations and a heap push, a few
+microseconds beside a network round trip.
+
+Connecting has the same problem (psycopg waits at least 2 s): :func:`bounded_connect`
+connects in a helper thread and gives up after the tier's timeout.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Alarm", "Watchdog", "bounded_connect", "watchdog"]
+
+
+class Alarm:
+    """One armed deadline on one socket."""
+
+    __slots__ = ("armed", "deadline", "fd", "fired")
+
+    def __init__(self, fd: int, deadline: float) -> None:
+        self.fd = fd
+        self.deadline = deadline
+        self.armed = True
+        self.fired = False
+
+
+def _shut_down(fd: int) -> None:
+    """Shut the socket behind ``fd`` down for both directions (the driver keeps its fd)."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or never connected: nothing to cut
+    finally:
+        sock.close()
+
+
+class Watchdog:
+    """Shut down the sockets of calls that outlive their deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Alarm]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, fd: int, seconds: float) -> Alarm:
+        """Cut ``fd``'s socket in ``seconds`` unless :meth:`disarm` comes first."""
+        alarm = Alarm(fd, time.monotonic() + seconds)
+        with self._cond:
+            heapq.heappush(self._heap, (alarm.deadline, next(self._order), alarm))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="llmcache-sql-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is alarm:  # the earliest deadline now: wake the thread
+                self._cond.notify()
+        return alarm
+
+    def disarm(self, alarm: Alarm) -> bool:
+        """Cancel ``alarm``; return whether it fired (the socket is then unusable)."""
+        with self._cond:
+            alarm.armed = False
+            return alarm.fired
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                heap = self._heap
+                while heap and not heap[0][2].armed:
+                    heapq.heappop(heap)
+                if not heap:
+                    self._cond.wait()
+                    continue
+                wait = heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                alarm = heapq.heappop(heap)[2]
+                alarm.armed = False
+                alarm.fired = True
+                # under the lock: a call that disarmed first never loses its socket
+                _shut_down(alarm.fd)
+
+
+watchdog = Watchdog()
+
+
+def _after_fork_in_child() -> None:
+    global watchdog
+    watchdog = Watchdog()  # the parent's thread and lock did not come along
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def bounded_connect(connect: Callable[[], Any], timeout: float, error: type[Exception]) -> Any:
+    """Return ``connect()``, or raise ``error`` when it takes longer than ``timeout``.
+
+    The attempt goes on in its helper thread (bounded by the driver's own connect
+    timeout); a connection that arrives too late is closed.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        try:
+            conn = connect()
+        except BaseException as exc:
+            box["error"] = exc
+        else:
+            with lock:
+                if box.get("abandoned"):
+                    conn.close()
+                    return
+                box["conn"] = conn
+        done.set()
+
+    threading.Thread(target=attempt, name="llmcache-sql-connect", daemon=True).start()
+    if not done.wait(timeout):
+        with lock:
+            if "conn" not in box and "error" not in box:
+                box["abandoned"] = True
+                raise error(f"connection timeout expired (no connection within {timeout:g} s)")
+    if "error" in box:
+        raise box["error"]
+    return box["conn"]
