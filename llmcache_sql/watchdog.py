@@ -27,21 +27,35 @@ __all__ = ["Alarm", "Watchdog", "bounded_connect", "watchdog"]
 
 
 class Alarm:
-    """One armed deadline on one socket."""
+    """One armed deadline on one socket.
 
-    __slots__ = ("armed", "deadline", "fd", "fired")
+    The socket's inode is kept too: should the driver close the socket and the number be
+    reused before the alarm is disarmed, the alarm leaves the newcomer alone.
+    """
+
+    __slots__ = ("armed", "deadline", "fd", "fired", "inode")
 
     def __init__(self, fd: int, deadline: float) -> None:
         self.fd = fd
+        self.inode = _inode(fd)
         self.deadline = deadline
         self.armed = True
         self.fired = False
 
 
-def _shut_down(fd: int) -> None:
-    """Shut the socket behind ``fd`` down for both directions (the driver keeps its fd)."""
+def _inode(fd: int) -> int | None:
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        return os.fstat(fd).st_ino
+    except OSError:
+        return None
+
+
+def _shut_down(alarm: Alarm) -> None:
+    """Shut the alarm's socket down for both directions (the driver keeps its fd)."""
+    if alarm.inode is None or _inode(alarm.fd) != alarm.inode:
+        return  # closed, and maybe the number reused: not ours to cut
+    try:
+        sock = socket.socket(fileno=os.dup(alarm.fd))
     except OSError:
         return
     try:
@@ -98,7 +112,7 @@ class Watchdog:
                 alarm.armed = False
                 alarm.fired = True
                 # under the lock: a call that disarmed first never loses its socket
-                _shut_down(alarm.fd)
+                _shut_down(alarm)
 
 
 watchdog = Watchdog()
