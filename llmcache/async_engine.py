@@ -10,13 +10,13 @@ from typing import Any
 
 from .codec import Entry
 from .embeddings import EmbeddingCall
-from .engine import LOCK_POLL, Engine, Outcome, mark, unstreamed
+from .engine import Engine, Outcome, mark, unstreamed
 from .planning import Plan
-from .providers.base import EndpointAdapter, dump
+from .providers.base import EndpointAdapter
 from .request import Endpoint
 from .singleflight import AsyncSingleFlight
 from .streaming import AsyncRecordingStream, AsyncReplayStream
-from .tiers import FAILED, AsyncTiers, Found, Op, Tier
+from .tiers import AsyncTiers, Found
 
 __all__ = ["AsyncEngine"]
 
@@ -101,43 +101,8 @@ class AsyncEngine(Engine):
     async def _fetch(
         self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], upstream: Upstream
     ) -> Outcome:
-        lock = self._lock_tier if self._lock_tier in plan.write_tiers else None
-        token = None
-        name = plan.pkey + ":lock"
-        if lock is not None:
-            token = await self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)), plan.scope)
-            if token is None:  # another process is fetching: wait for its entry
-                found = await self._await_other(plan, adapter, lock)
-                if found is not None:
-                    return Outcome(None, found.entry, found)
-        try:
-            response = await upstream(**params)
-            payload = dump(response)
-            entry = self.entry_from_payload(plan, adapter, payload)
-            if self.storable(adapter, payload, plan):
-                await self._write(plan, {plan.pkey: entry})
-            return Outcome(response, entry)
-        finally:
-            if lock is not None and token not in (None, FAILED):
-                await self.tiers.call(Op(lock, "unlock", (name, token)), plan.scope)
-
-    async def _await_other(self, plan: Plan, adapter: EndpointAdapter, tier: Tier) -> Found | None:
-        deadline = time.monotonic() + self.lock_ttl
-        delay = LOCK_POLL
-        while time.monotonic() < deadline:
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-            found, fresh = await self.tiers.run(
-                self.tiers.lookup_steps(
-                    plan.pkey, [tier], plan.max_age, plan.scope, self.checker(plan, adapter, False)
-                ),
-                plan.scope,
-            )
-            if fresh:
-                return found  # type: ignore[no-any-return]
-            if tier.breaker.is_open:
-                break
-        return None
+        steps = self.fetch_steps(plan, adapter, params)
+        return await self.tiers.run(steps, plan.scope, upstream)  # type: ignore[no-any-return]
 
     async def _write(self, plan: Plan, entries: dict[str, Entry]) -> None:
         if not plan.write_tiers:

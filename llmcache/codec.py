@@ -67,6 +67,15 @@ class Entry:
 
 
 KINDS = {"response": dict, "chunks": list, "embedding": dict}
+MAX_BODY = 64 * 1024 * 1024  # an inflated body larger than this is a corrupt (or hostile) entry
+
+
+def _inflate(body: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(body, MAX_BODY)
+    if inflater.unconsumed_tail:
+        raise CorruptEntry(f"entry body inflates beyond {MAX_BODY} bytes")
+    return data
 
 
 def _validate(entry: Entry) -> None:
@@ -151,7 +160,7 @@ class Codec:
             if codec == _INLINE:
                 payload = body
             elif codec == _ZLIB:
-                payload = msgpack.unpackb(zlib.decompress(body))
+                payload = msgpack.unpackb(_inflate(body))
             elif codec == _RAW:
                 payload = msgpack.unpackb(body)
             else:

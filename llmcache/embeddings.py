@@ -18,16 +18,9 @@ from .errors import ConfigError
 from .planning import Plan, Planner
 from .providers.base import EndpointAdapter, dump, usage_number
 from .request import NEVER, CacheRequest
-from .tiers import Found, Op, _TierLogic
+from .tiers import Found, Op, Upstream, _TierLogic
 
-__all__ = ["EmbeddingCall", "Upstream", "split_inputs"]
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """A step asking the driver to call the upstream with these arguments."""
-
-    params: dict[str, Any]
+__all__ = ["EmbeddingCall", "split_inputs"]
 
 
 def split_inputs(value: Any) -> tuple[list[Any], bool] | None:

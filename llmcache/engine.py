@@ -26,7 +26,7 @@ from .request import Endpoint
 from .singleflight import SingleFlight
 from .stats import StatsRecorder
 from .streaming import RecordingStream, ReplayStream
-from .tiers import FAILED, Found, Op, Steps, Tier, Tiers, staleness
+from .tiers import FAILED, Found, Op, Pause, Steps, Tier, Tiers, Upstream, staleness
 
 __all__ = ["Engine", "Outcome", "SyncEngine", "mark"]
 
@@ -284,6 +284,64 @@ class Engine:
         self.emit("llmcache_on_miss", plan, None, started)
         return mark(adapter.build(payload), hit=False, key=key, tokens=tokens)
 
+    def fetch_steps(self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any]) -> Steps:
+        """Call the upstream once and store the answer; return an :class:`Outcome`.
+
+        With a shared tier that has locks, only the process holding the request's lock
+        calls the upstream; the others wait for its entry (see :meth:`wait_steps`).
+        """
+        lock = self._lock_tier if self._lock_tier in plan.write_tiers else None
+        name = plan.pkey + ":lock"
+        token = None
+        if lock is not None:
+            token = yield Op(lock, "try_lock", (name, self.lock_ttl))
+            if token is None:  # another process is fetching
+                found, token = yield from self.wait_steps(plan, adapter, lock, name)
+                if found is not None:
+                    return Outcome(None, found.entry, found)
+        try:
+            response = yield Upstream(params)
+            payload = dump(response)
+            entry = self.entry_from_payload(plan, adapter, payload)
+            if plan.write_tiers and self.storable(adapter, payload, plan):
+                started = time.perf_counter()
+                written = yield from self.tiers.store_steps(
+                    {plan.pkey: entry}, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
+                )
+                for label in written:
+                    self.emit("llmcache_on_store", plan, label, started)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            if lock is not None and token not in (None, FAILED):
+                yield Op(lock, "unlock", (name, token))
+            raise
+        if lock is not None and token not in (None, FAILED):
+            yield Op(lock, "unlock", (name, token))
+        return Outcome(response, entry)
+
+    def wait_steps(self, plan: Plan, adapter: EndpointAdapter, tier: Tier, name: str) -> Steps:
+        """Wait for another process's entry, or for its lock; return ``(found, token)``.
+
+        The waiter polls the tier and retries the lock, so a holder that died releases
+        everyone as soon as its lock expires; after ``lock_ttl`` it gives up waiting.
+        """
+        deadline = time.monotonic() + self.lock_ttl
+        delay = LOCK_POLL
+        check = self.checker(plan, adapter, False)
+        while time.monotonic() < deadline:
+            yield Pause(delay)
+            delay = min(delay * 1.5, 0.5)
+            found, fresh = yield from self.tiers.lookup_steps(
+                plan.pkey, [tier], plan.max_age, plan.scope, check
+            )
+            if fresh:
+                return found, None
+            token = yield Op(tier, "try_lock", (name, self.lock_ttl))
+            if token is not None:
+                return None, token
+        return None, None
+
     def only_if_cached(self, plan: Plan) -> CacheMiss:
         """Count the miss and return the error ``only-if-cached`` raises."""
         self.stats.miss()
@@ -368,43 +426,7 @@ class SyncEngine(Engine):
         params: dict[str, Any],
         upstream: Callable[..., Any],
     ) -> Outcome:
-        lock = self._lock_tier if self._lock_tier in plan.write_tiers else None
-        token = None
-        if lock is not None:
-            name = plan.pkey + ":lock"
-            token = self.tiers.call(Op(lock, "try_lock", (name, self.lock_ttl)), plan.scope)
-            if token is None:  # another process is fetching: wait for its entry
-                found = self._await_other(plan, adapter, lock)
-                if found is not None:
-                    return Outcome(None, found.entry, found)
-        try:
-            response = upstream(**params)
-            payload = dump(response)
-            entry = self.entry_from_payload(plan, adapter, payload)
-            if self.storable(adapter, payload, plan):
-                self._write(plan, {plan.pkey: entry})
-            return Outcome(response, entry)
-        finally:
-            if lock is not None and token not in (None, FAILED):
-                self.tiers.call(Op(lock, "unlock", (name, token)), plan.scope)
-
-    def _await_other(self, plan: Plan, adapter: EndpointAdapter, tier: Tier) -> Found | None:
-        deadline = time.monotonic() + self.lock_ttl
-        delay = LOCK_POLL
-        while time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-            found, fresh = self.tiers.run(
-                self.tiers.lookup_steps(
-                    plan.pkey, [tier], plan.max_age, plan.scope, self.checker(plan, adapter, False)
-                ),
-                plan.scope,
-            )
-            if fresh:
-                return found  # type: ignore[no-any-return]
-            if tier.breaker.is_open:
-                break
-        return None
+        return self.tiers.run(self.fetch_steps(plan, adapter, params), plan.scope, upstream)  # type: ignore[no-any-return]
 
     def _write(self, plan: Plan, entries: dict[str, Entry]) -> None:
         if not plan.write_tiers:

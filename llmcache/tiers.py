@@ -26,9 +26,19 @@ from .observers import Observers
 from .plugins import PluginRegistry
 from .request import CacheRequest
 from .stats import StatsRecorder
-from .urls import TierURL, parse_tier_url
+from .urls import TierURL, parse_tier_url, password
 
-__all__ = ["AsyncTiers", "Found", "Op", "Scope", "Tier", "Tiers", "build_tiers"]
+__all__ = [
+    "AsyncTiers",
+    "Found",
+    "Op",
+    "Pause",
+    "Scope",
+    "Tier",
+    "Tiers",
+    "Upstream",
+    "build_tiers",
+]
 
 log = logging.getLogger("llmcache")
 
@@ -109,6 +119,18 @@ class Scope:
     request: CacheRequest | None = None
     key: str = ""
     failed: set[Tier] = field(default_factory=set)
+
+
+class Upstream(NamedTuple):
+    """A step asking the driver to call the upstream with these arguments."""
+
+    params: dict[str, Any]
+
+
+class Pause(NamedTuple):
+    """A step asking the driver to wait (``time.sleep`` or ``asyncio.sleep``)."""
+
+    seconds: float
 
 
 class Op(NamedTuple):
@@ -367,10 +389,8 @@ class _TierLogic:
 def _describe(exc: BaseException, tier: Tier) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     # drivers sometimes echo the URL: never let a password through
-    password = tier.url.url.split("@", 1)[0].rsplit(":", 1)[-1] if "@" in tier.url.url else ""
-    if password and "/" not in password:
-        text = text.replace(password, "***")
-    return text
+    secret = password(tier.url.url)
+    return text.replace(secret, "***") if secret else text
 
 
 class Tiers(_TierLogic):
@@ -384,15 +404,24 @@ class Tiers(_TierLogic):
     ) -> Any:
         """Drive a step generator to its result, making each backend call.
 
-        A step that is not an :class:`Op` (an upstream call) goes to ``upstream``.
+        An :class:`Upstream` step goes to ``upstream`` (its error is thrown back into the
+        generator); a :class:`Pause` sleeps.
         """
         try:
             op = next(steps)
             while True:
                 if isinstance(op, Op):
                     op = steps.send(self.call(op, scope))
+                elif isinstance(op, Pause):
+                    time.sleep(op.seconds)
+                    op = steps.send(None)
                 else:
-                    op = steps.send(upstream(**op.params))  # type: ignore[misc]
+                    try:
+                        result = upstream(**op.params)  # type: ignore[misc]
+                    except Exception as exc:
+                        op = steps.throw(exc)
+                    else:
+                        op = steps.send(result)
         except StopIteration as done:
             return done.value
 
@@ -418,6 +447,26 @@ class Tiers(_TierLogic):
                 log.warning("llmcache tier %s failed to close", tier.label, exc_info=True)
 
 
+async def _bounded(call: Awaitable[Any], timeout: float) -> Any:
+    """Await ``call`` for at most ``timeout`` seconds.
+
+    Unlike ``asyncio.wait_for``, do not wait for the cancelled operation to clean up: a
+    driver cancelling on a dead network can take longer than the timeout itself.
+    """
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait((task,), timeout=timeout)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise TimeoutError(f"no answer within {timeout} s")
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a late failure of an abandoned call is not news
+
+
 class AsyncTiers(_TierLogic):
     """The tiers of an async client; each call is bounded by the tier's timeout."""
 
@@ -433,8 +482,16 @@ class AsyncTiers(_TierLogic):
             while True:
                 if isinstance(op, Op):
                     op = steps.send(await self.call(op, scope))
+                elif isinstance(op, Pause):
+                    await asyncio.sleep(op.seconds)
+                    op = steps.send(None)
                 else:
-                    op = steps.send(await upstream(**op.params))  # type: ignore[misc]
+                    try:
+                        result = await upstream(**op.params)  # type: ignore[misc]
+                    except Exception as exc:
+                        op = steps.throw(exc)
+                    else:
+                        op = steps.send(result)
         except StopIteration as done:
             return done.value
 
@@ -445,7 +502,7 @@ class AsyncTiers(_TierLogic):
             return FAILED
         try:
             call = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
-            result = await (call if tier.inline else asyncio.wait_for(call, tier.timeout))
+            result = await (call if tier.inline else _bounded(call, tier.timeout))
         except Exception as exc:
             self._failed(tier, exc, scope)
             return FAILED

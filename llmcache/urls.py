@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-__all__ = ["TierURL", "parse_tier_url", "redact"]
+__all__ = ["TierURL", "parse_tier_url", "password", "redact"]
 
 _KINDS = {
     "memory": "memory",
@@ -25,12 +24,31 @@ _KINDS = {
     "memcached": "memcached",
 }
 _CORE_OPTIONS = ("max_ttl", "timeout")
-_PASSWORD = re.compile(r"(?P<head>//[^/@:]*:)(?P<password>[^@/]*)@")
 
 
 def redact(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    return _PASSWORD.sub(r"\g<head>***@", url)
+    """Return ``url`` with any password replaced by ``***``.
+
+    The user information ends at the last ``@`` before the query, so a password holding
+    ``@`` or ``/`` is hidden whole.
+    """
+    secret = password(url)
+    if not secret:
+        return url
+    scheme, _, rest = url.partition("://")
+    head, query_sep, query = rest.partition("?")
+    userinfo, _, hosts = head.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hosts}{query_sep}{query}"
+
+
+def password(url: str) -> str | None:
+    """Return the password of a URL, or ``None``."""
+    _, sep, rest = url.partition("://")
+    userinfo, at, _ = rest.partition("?")[0].rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return None
+    return userinfo.split(":", 1)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +86,23 @@ def _seconds(name: str, value: str, url: str) -> float:
     return seconds
 
 
+def _encode_password(url: str) -> str:
+    """Percent-encode the characters of a password that would end the user information early.
+
+    Users paste passwords holding ``@`` or ``/`` raw; drivers would then read part of the
+    password as the host (and echo it in their errors). An already encoded password is kept.
+    """
+    secret = password(url)
+    if not secret or not any(c in secret for c in "@/?#"):
+        return url
+    scheme, _, rest = url.partition("://")
+    head = rest.partition("?")[0]
+    userinfo, _, hosts = head.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    safe = "".join(f"%{ord(c):02X}" if c in "@/?#" else c for c in secret)
+    return f"{scheme}://{user}:{safe}@{hosts}{rest[len(head):]}"
+
+
 def parse_tier_url(url: str) -> TierURL:
     """Split a tier URL into the core's options and the backend's URL.
 
@@ -79,6 +114,7 @@ def parse_tier_url(url: str) -> TierURL:
             f"a tier must be a URL such as 'memory://' or 'redis://localhost:6379/0', "
             f"not {redact(str(url))!r}"
         )
+    url = _encode_password(url)
     scheme = url.split("://", 1)[0].lower()
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
