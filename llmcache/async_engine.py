@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .codec import Entry
 from .embeddings import EmbeddingCall
 from .engine import Engine, Outcome, mark, unstreamed
 from .planning import Plan
@@ -104,29 +103,10 @@ class AsyncEngine(Engine):
         steps = self.fetch_steps(plan, adapter, params)
         return await self.tiers.run(steps, plan.scope, upstream)  # type: ignore[no-any-return]
 
-    async def _write(self, plan: Plan, entries: dict[str, Entry]) -> None:
-        if not plan.write_tiers:
-            return
-        started = time.perf_counter()
-        written = await self.tiers.run(
-            self.tiers.store_steps(
-                entries, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
-            ),
-            plan.scope,
-        )
-        for label in written:
-            self.emit("llmcache_on_store", plan, label, started)
-
     async def _store(
         self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]
     ) -> None:
-        try:
-            entry = self.entry_from_payload(plan, adapter, chunks, "chunks")
-        except Exception:  # a stream we cannot make sense of is simply not stored
-            log.warning("llmcache could not store a stream for %r", plan.key, exc_info=True)
-            return
-        self.count_provider_cache(adapter, adapter.assemble(chunks))
-        await self._write(plan, {plan.pkey: entry})
+        await self.tiers.run(self.stream_store_steps(plan, adapter, chunks), plan.scope)
 
     def _refresh(
         self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], upstream: Upstream

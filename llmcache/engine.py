@@ -146,7 +146,7 @@ class Engine:
         """Return the lookup check that builds what a hit serves (and rejects junk)."""
         return lambda entry: self.serve(plan, adapter, entry, stream)
 
-    def storable(self, adapter: EndpointAdapter, payload: Any, plan: Plan) -> bool:
+    def storable(self, adapter: EndpointAdapter, payload: Any) -> bool:
         """Tell whether an upstream answer will validate when read back; log it once if not."""
         try:
             adapter.build(payload)
@@ -303,13 +303,8 @@ class Engine:
             response = yield Upstream(params)
             payload = dump(response)
             entry = self.entry_from_payload(plan, adapter, payload)
-            if plan.write_tiers and self.storable(adapter, payload, plan):
-                started = time.perf_counter()
-                written = yield from self.tiers.store_steps(
-                    {plan.pkey: entry}, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
-                )
-                for label in written:
-                    self.emit("llmcache_on_store", plan, label, started)
+            if self.storable(adapter, payload):
+                yield from self.write_steps(plan, entry)
         except GeneratorExit:
             raise
         except BaseException:
@@ -319,6 +314,31 @@ class Engine:
         if lock is not None and token not in (None, FAILED):
             yield Op(lock, "unlock", (name, token))
         return Outcome(response, entry)
+
+    def write_steps(self, plan: Plan, entry: Entry) -> Steps:
+        """Write an entry into the plan's tiers and tell observers."""
+        if not plan.write_tiers:
+            return
+        started = time.perf_counter()
+        written = yield from self.tiers.store_steps(
+            {plan.pkey: entry}, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
+        )
+        for label in written:
+            self.emit("llmcache_on_store", plan, label, started)
+
+    def stream_store_steps(
+        self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]
+    ) -> Steps:
+        """Store a stream that ran to its end (one that cannot be read back is not stored)."""
+        try:
+            entry = self.entry_from_payload(plan, adapter, chunks, "chunks")
+            whole = adapter.assemble(chunks)
+        except Exception:
+            log.warning("llmcache could not store a stream for %r", plan.key, exc_info=True)
+            return
+        self.count_provider_cache(adapter, whole)
+        if self.storable(adapter, whole):
+            yield from self.write_steps(plan, entry)
 
     def wait_steps(self, plan: Plan, adapter: EndpointAdapter, tier: Tier, name: str) -> Steps:
         """Wait for another process's entry, or for its lock; return ``(found, token)``.
@@ -428,27 +448,8 @@ class SyncEngine(Engine):
     ) -> Outcome:
         return self.tiers.run(self.fetch_steps(plan, adapter, params), plan.scope, upstream)  # type: ignore[no-any-return]
 
-    def _write(self, plan: Plan, entries: dict[str, Entry]) -> None:
-        if not plan.write_tiers:
-            return
-        started = time.perf_counter()
-        written = self.tiers.run(
-            self.tiers.store_steps(
-                entries, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
-            ),
-            plan.scope,
-        )
-        for label in written:
-            self.emit("llmcache_on_store", plan, label, started)
-
     def _store(self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]) -> None:
-        try:
-            entry = self.entry_from_payload(plan, adapter, chunks, "chunks")
-        except Exception:  # a stream we cannot make sense of is simply not stored
-            log.warning("llmcache could not store a stream for %r", plan.key, exc_info=True)
-            return
-        self.count_provider_cache(adapter, adapter.assemble(chunks))
-        self._write(plan, {plan.pkey: entry})
+        self.tiers.run(self.stream_store_steps(plan, adapter, chunks), plan.scope)
 
     def _refresh(
         self,

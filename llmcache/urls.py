@@ -100,7 +100,7 @@ def _encode_password(url: str) -> str:
     userinfo, _, hosts = head.rpartition("@")
     user = userinfo.split(":", 1)[0]
     safe = "".join(f"%{ord(c):02X}" if c in "@/?#" else c for c in secret)
-    return f"{scheme}://{user}:{safe}@{hosts}{rest[len(head):]}"
+    return f"{scheme}://{user}:{safe}@{hosts}{rest[len(head) :]}"
 
 
 def parse_tier_url(url: str) -> TierURL:
