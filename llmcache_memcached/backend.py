@@ -15,9 +15,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmcache.backends.base import CacheBackend, SyncToAsync, reject_unknown_options
+from llmcache.backends.base import CacheBackend, reject_unknown_options
 from llmcache.errors import MissingExtraError
 
 from .config import parse_url
@@ -33,6 +33,9 @@ from .values import (
     pack,
     payload,
 )
+
+if TYPE_CHECKING:
+    from .async_backend import AsyncMemcachedBackend
 
 __all__ = ["InvalidationContention", "MemcachedBackend", "async_from_url", "from_url"]
 
@@ -158,10 +161,17 @@ class MemcachedBackend(CacheBackend):
             return None
         return payload(value, flags)
 
-    def _fetch(self, server: Server, items: Sequence[_Item], now: float) -> dict[str, Any]:
+    def _keys_to_fetch(self, items: Sequence[_Item]) -> list[str]:
+        """The entries' memcached keys and the records they need, for one server."""
         spaces = {item[2] for item in items if item[2] is not None}
-        found = server.call("fetch", [item[1] for item in items] + [GLOBAL, *spaces])
+        return [item[1] for item in items] + [GLOBAL, *spaces]
+
+    def _decide(
+        self, server: Server, items: Sequence[_Item], found: dict[str, bytes], now: float
+    ) -> dict[str, bytes | None]:
+        """Open what one server returned for ``items``."""
         glob = self._record(server, GLOBAL, found.get(GLOBAL))
+        spaces = {rkey for _, _, rkey in items if rkey is not None}
         states = {rkey: self._record(server, rkey, found.get(rkey)) for rkey in spaces}
         return {
             key: self._open(
@@ -169,6 +179,16 @@ class MemcachedBackend(CacheBackend):
             )
             for key, mkey, rkey in items
         }
+
+    def _decide_one(
+        self, server: Server, key: str, mkey: str, rkey: str | None, found: dict[str, bytes]
+    ) -> bytes | None:
+        """Open what one server returned for one key (the hit path, written out)."""
+        glob = self._record(server, GLOBAL, found.get(GLOBAL))
+        if rkey is None:
+            return self._open(key, found.get(mkey), glob, None, False, time.time())
+        space = self._record(server, rkey, found.get(rkey))
+        return self._open(key, found.get(mkey), glob, space, True, time.time())
 
     def get(self, key: str) -> bytes | None:
         # get_many's work for one key, written out: this is the hit path
@@ -188,11 +208,7 @@ class MemcachedBackend(CacheBackend):
             server.release(client)
         if server.down_until:
             self.pool.succeeded(server)
-        glob = self._record(server, GLOBAL, found.get(GLOBAL))
-        if rkey is None:
-            return self._open(key, found.get(mkey), glob, None, False, time.time())
-        space = self._record(server, rkey, found.get(rkey))
-        return self._open(key, found.get(mkey), glob, space, True, time.time())
+        return self._decide_one(server, key, mkey, rkey, found)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys``: one multi-get per server.
@@ -210,13 +226,14 @@ class MemcachedBackend(CacheBackend):
             if not self.pool.usable(server):
                 continue
             try:
-                values.update(self._fetch(server, items, now))
+                found = server.call("fetch", self._keys_to_fetch(items))
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc
                 continue
             self.pool.succeeded(server)
             answered = True
+            values.update(self._decide(server, items, found, now))
         if not answered:
             if error is not None:
                 raise error
@@ -474,6 +491,10 @@ def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> MemcachedBack
     )
 
 
-def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> SyncToAsync:
-    """Build a memcached tier for an async client: the sync tier in worker threads."""
-    return SyncToAsync(from_url(url, timeout=timeout, **options))
+def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> AsyncMemcachedBackend:
+    """Build a memcached tier for an async client: reads on the event loop, the rest in
+    worker threads (see :class:`~llmcache_memcached.async_backend.AsyncMemcachedBackend`).
+    """
+    from .async_backend import AsyncMemcachedBackend
+
+    return AsyncMemcachedBackend(from_url(url, timeout=timeout, **options))

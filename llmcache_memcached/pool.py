@@ -14,6 +14,7 @@ returning server never meets entries that were written elsewhere in the meantime
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .connection import connection_class
+from .connection import AsyncConnection, connection_class
 
 __all__ = ["Server", "ServerDown", "ServerPool", "server_name"]
 
@@ -71,15 +72,33 @@ class Server:
     one client at a time. At most ``max_idle`` idle connections are kept.
     """
 
-    __slots__ = ("__weakref__", "_idle", "_make", "down_until", "failures", "max_idle", "name")
+    __slots__ = (
+        "__weakref__",
+        "_idle",
+        "_loops",
+        "_make",
+        "address",
+        "down_until",
+        "failures",
+        "max_idle",
+        "name",
+        "timeout",
+    )
 
-    def __init__(self, name: str, make: Callable[[], Any], max_idle: int) -> None:
-        self.name = name
+    def __init__(
+        self, address: tuple[str, int] | str, make: Callable[[], Any], max_idle: int, timeout: float
+    ) -> None:
+        self.address = address
+        self.name = server_name(address)
+        self.timeout = timeout
         self.down_until = 0.0  # 0: healthy; else skipped until this monotonic time
         self.failures = 0
         self.max_idle = max_idle
         self._make = make
         self._idle: list[Any] = []
+        # idle asyncio connections, per event loop (a socket belongs to one loop)
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncConnection]]
+        self._loops = weakref.WeakKeyDictionary()
         _SERVERS.add(self)
 
     def acquire(self) -> Any:
@@ -104,14 +123,35 @@ class Server:
         finally:
             self.release(client)
 
+    def acquire_async(self, loop: asyncio.AbstractEventLoop) -> AsyncConnection:
+        """Take an idle asyncio connection of ``loop``, or make one."""
+        try:
+            return self._loops[loop].pop()
+        except (KeyError, IndexError):
+            return AsyncConnection(self.address, self.timeout)
+
+    def release_async(self, loop: asyncio.AbstractEventLoop, connection: AsyncConnection) -> None:
+        """Give back a connection taken with :meth:`acquire_async`."""
+        idle = self._loops.get(loop)
+        if idle is None:
+            idle = self._loops[loop] = []
+        if len(idle) < self.max_idle and connection.open:
+            idle.append(connection)
+        else:
+            connection.close()
+
     def forget(self) -> None:
         """Drop the idle connections without closing them (they belong to another process)."""
         self._idle = []
+        self._loops = weakref.WeakKeyDictionary()
 
     def close(self) -> None:
         """Close the idle connections (connections in use close when given back)."""
         while self._idle:
             self._idle.pop().close()
+        for idle in list(self._loops.values()):
+            while idle:
+                idle.pop().close()
 
     def __repr__(self) -> str:
         return f"Server({self.name!r}, down={self.down_until > time.monotonic()})"
@@ -152,7 +192,7 @@ class ServerPool:
             )
 
         idle = DEFAULT_IDLE if pool_size is None else pool_size
-        self.servers = [Server(server_name(spec), maker(spec), idle) for spec in servers]
+        self.servers = [Server(spec, maker(spec), idle, timeout) for spec in servers]
         self._single = self.servers[0] if len(self.servers) == 1 else None
         ring = sorted(
             (_hash64(f"{server.name}#{point}"), index)

@@ -7,6 +7,8 @@ and per-server fail-open in a pool.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -221,6 +223,55 @@ def test_timeout_bounds_a_call_to_a_server_that_never_answers() -> None:
         with pytest.raises(TimeoutError):
             backend.get("k")
         assert time.monotonic() - started < 1.5
+
+
+async def test_async_read_on_a_silent_server_times_out_and_recovers() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        backend = async_from_url(f"memcached://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await backend.get("k")
+        assert time.monotonic() - started < 1.5
+        await backend.close()
+
+
+async def test_a_cancelled_async_read_never_leaves_a_half_read_connection(
+    memcached_server: MemcachedServer,
+) -> None:
+    backend = async_from_url(memcached_server.url)
+    big, small = key(), key()
+    await backend.set(big, os.urandom(1_000_000), 60)
+    await backend.set(small, b"small", 60)
+    for step in range(40):  # cancel at various points of a long reply
+        task = asyncio.ensure_future(backend.get(big))
+        for _ in range(step):
+            await asyncio.sleep(0)  # each turn of the loop reads one more chunk
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await backend.get(small) == b"small"
+    await backend.close()
+
+
+async def test_async_reads_skip_a_dead_pool_server(
+    memcached_servers: Callable[[int], list[MemcachedServer]],
+) -> None:
+    servers = memcached_servers(2)
+    backend = async_from_url(pool_url(servers, "dead_timeout=30&timeout=0.5"))
+    keys = [key() for _ in range(40)]
+    await backend.set_many(dict.fromkeys(keys, b"v"), 300)
+    victim, survivor = servers
+    live = [k for k in keys if backend.backend.pool.route(entry_key(k)).name == survivor.address]
+    victim.stop()
+    first_dead = next(k for k in keys if k not in live)
+    with pytest.raises((OSError, MemcacheError)):  # the first read there fails, and is counted
+        await backend.get(first_dead)
+    expected = [b"v" if k in live else None for k in keys]
+    assert [await backend.get(k) for k in keys] == expected  # then its keys are misses
+    assert await backend.get_many(keys) == expected
+    await backend.close()
 
 
 # -- the pool ------------------------------------------------------------------------------

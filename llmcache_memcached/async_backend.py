@@ -1,0 +1,120 @@
+"""The memcached tier for asyncio clients.
+
+Reads (the hit path) run on the event loop over non-blocking sockets, one multi-get per
+server as in the blocking tier, and decide exactly as it does (same records, same views,
+same failure tracking: the two share one :class:`~llmcache_memcached.MemcachedBackend`).
+Writes, clears and locks run the blocking tier in a worker thread: they are rare, and on
+the miss path an upstream call dwarfs a thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+
+from llmcache.backends.base import AsyncCacheBackend
+
+from .backend import GLOBAL, MemcachedBackend
+
+__all__ = ["AsyncMemcachedBackend"]
+
+
+class AsyncMemcachedBackend(AsyncCacheBackend):
+    """Serve a :class:`~llmcache_memcached.MemcachedBackend` to asyncio clients.
+
+    :param backend: the blocking tier whose servers, records and counters this one shares.
+    """
+
+    shared = True
+    supports_locks = True
+    # Nothing here blocks the event loop, and every call bounds its own time (reads with
+    # asyncio.timeout, the rest with socket timeouts in the worker thread): the core needs
+    # no timeout task of its own around each call (it reads this as SyncToAsync's flag).
+    in_thread = False
+
+    def __init__(self, backend: MemcachedBackend) -> None:
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return f"Async{self.backend!r}"
+
+    async def get(self, key: str) -> bytes | None:
+        backend = self.backend
+        pool = backend.pool
+        _, mkey, rkey = backend._item(key)
+        server = pool.route(mkey)
+        if server.down_until and not pool.usable(server):
+            if pool.all_down():
+                raise pool.unavailable()
+            return None
+        loop = asyncio.get_running_loop()
+        connection = server.acquire_async(loop)
+        try:
+            found = await connection.fetch([mkey, GLOBAL] if rkey is None else [mkey, GLOBAL, rkey])
+        except pool.errors as exc:
+            pool.failed(server, exc)
+            raise
+        finally:
+            server.release_async(loop, connection)
+        if server.down_until:
+            pool.succeeded(server)
+        return backend._decide_one(server, key, mkey, rkey, found)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys``: one multi-get per server, as the blocking tier."""
+        if not keys:
+            return []
+        backend = self.backend
+        pool = backend.pool
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        values: dict[str, bytes | None] = {}
+        error: BaseException | None = None
+        answered = False
+        for server, items in backend._by_server(keys).items():
+            if not pool.usable(server):
+                continue
+            connection = server.acquire_async(loop)
+            try:
+                found = await connection.fetch(backend._keys_to_fetch(items))
+            except pool.errors as exc:
+                pool.failed(server, exc)
+                error = error or exc
+                continue
+            finally:
+                server.release_async(loop, connection)
+            pool.succeeded(server)
+            answered = True
+            values.update(backend._decide(server, items, found, now))
+        if not answered:
+            if error is not None:
+                raise error
+            if pool.all_down():
+                raise pool.unavailable()
+        return [values.get(key) for key in keys]
+
+    async def set(
+        self, key: str, value: bytes, ttl: float | None, *, created: float | None = None
+    ) -> None:
+        await asyncio.to_thread(self.backend.set, key, value, ttl, created=created)
+
+    async def set_many(
+        self, items: Mapping[str, bytes], ttl: float | None, *, created: float | None = None
+    ) -> None:
+        await asyncio.to_thread(self.backend.set_many, items, ttl, created=created)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await asyncio.to_thread(self.backend.delete, keys)
+
+    async def clear(self, pattern: str | None = None, older_than: float | None = None) -> None:
+        await asyncio.to_thread(self.backend.clear, pattern, older_than)
+
+    async def try_lock(self, name: str, ttl: float) -> str | None:
+        return await asyncio.to_thread(self.backend.try_lock, name, ttl)
+
+    async def unlock(self, name: str, token: str) -> None:
+        await asyncio.to_thread(self.backend.unlock, name, token)
+
+    async def close(self) -> None:
+        self.backend.close()  # closing sockets does not block
