@@ -19,7 +19,7 @@ from llmcache.backends.base import AsyncCacheBackend
 from . import watchdog
 from .backend import _bytes, _text, entry_row
 from .config import SQLConfig
-from .engines import async_engine
+from .engines import WATCH_SHARE, async_engine
 from .schema import Schema, build_schema, ensure_schema, storage_key
 from .statements import MANY_CHUNK, Statements, padded
 from .watchdog import Alarm
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSQLBackend"]
 
 log = logging.getLogger("llmcache.sql")
-
-WATCH_SHARE = 0.8  # of the timeout: the socket is cut before the client's own cancellation
 
 
 class AsyncSQLBackend(AsyncCacheBackend):
@@ -93,11 +91,8 @@ class AsyncSQLBackend(AsyncCacheBackend):
         """
         if not self._watched:
             return None
-        raw = await conn.get_raw_connection()
-        fileno = getattr(raw.driver_connection, "fileno", None)
-        if fileno is None:
-            return None
-        return watchdog.watchdog.arm(fileno(), self.config.timeout * WATCH_SHARE)
+        fd = watchdog.fileno_of(await conn.get_raw_connection())
+        return None if fd is None else watchdog.watchdog.arm(fd, self.config.timeout * WATCH_SHARE)
 
     async def _run_batch(self, sql: str, rows: list[Any]) -> None:
         if self.config.family != "sqlite":

@@ -199,8 +199,8 @@ class SQLBackend(CacheBackend):
         """Bound a PostgreSQL call by the timeout on the client side (see watchdog)."""
         if not self._watched:
             return None
-        fileno = getattr(conn.dbapi_connection, "fileno", None)
-        return None if fileno is None else watchdog.watchdog.arm(fileno(), self.config.timeout)
+        fd = watchdog.fileno_of(conn)
+        return None if fd is None else watchdog.watchdog.arm(fd, self.config.timeout)
 
     def _run(self, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> Any:
         """Run one statement on a connection of its own; return its rows or row count."""

@@ -16,13 +16,21 @@ from llmcache.errors import ConfigError, MissingExtraError
 
 from . import dialects
 from .config import SQLConfig
-from .watchdog import bounded_connect
+from .watchdog import bounded_connect, watch_statements
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["POOL_RECYCLE", "SQLITE_PRAGMAS", "async_engine", "sqlite_setup", "sync_engine"]
+__all__ = [
+    "POOL_RECYCLE",
+    "SQLITE_PRAGMAS",
+    "WATCH_SHARE",
+    "async_engine",
+    "sqlite_setup",
+    "sync_engine",
+]
 
+WATCH_SHARE = 0.8  # asyncio: cut a late call's socket before the client cancels the call
 POOL_RECYCLE = 1800  # seconds; servers drop idle connections (MySQL's wait_timeout)
 SQLITE_PRAGMAS = (
     # WAL makes a commit durable against a crash of the process, not of the machine:
@@ -80,6 +88,7 @@ def sync_engine(config: SQLConfig) -> sa.Engine:
         sa.event.listen(engine, "connect", sqlite_setup)
     if config.family == "postgresql":
         sa.event.listen(engine, "do_connect", _bounded_connect(config.timeout))
+        watch_statements(engine, config.timeout)
     return engine
 
 
@@ -111,4 +120,6 @@ def async_engine(config: SQLConfig) -> AsyncEngine:
         raise ConfigError(f"{config.redacted!r}: {exc}") from exc
     if config.family == "sqlite":
         sa.event.listen(engine.sync_engine, "connect", sqlite_setup)
+    if config.family == "postgresql":
+        watch_statements(engine.sync_engine, config.timeout * WATCH_SHARE)
     return engine

@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Alarm", "Watchdog", "bounded_connect", "watchdog"]
+__all__ = ["Alarm", "Watchdog", "bounded_connect", "fileno_of", "watch_statements", "watchdog"]
+
+_ALARM = "llmcache_alarm"  # where a statement's alarm waits in Connection.info
 
 
 class Alarm:
@@ -158,3 +160,36 @@ def bounded_connect(connect: Callable[[], Any], timeout: float, error: type[Exce
     if "error" in box:
         raise box["error"]
     return box["conn"]
+
+
+def fileno_of(connection: Any) -> int | None:
+    """Return the socket of a pooled connection's driver connection, if it has one."""
+    fileno = getattr(getattr(connection, "driver_connection", None), "fileno", None)
+    return None if fileno is None else int(fileno())
+
+
+def watch_statements(engine: Any, seconds: float) -> None:
+    """Arm a deadline around every statement SQLAlchemy itself runs on ``engine``.
+
+    The tiers run their hot statements on the driver's cursor and arm those themselves;
+    this covers what goes through SQLAlchemy: creating the tables on first use.
+    """
+    from sqlalchemy import event
+
+    def before(conn: Any, *_: Any) -> None:
+        fd = fileno_of(conn.connection)
+        if fd is not None:
+            conn.info[_ALARM] = watchdog.arm(fd, seconds)
+
+    def after(conn: Any, *_: Any) -> None:
+        alarm = conn.info.pop(_ALARM, None)
+        if alarm is not None:
+            watchdog.disarm(alarm)
+
+    def failed(context: Any) -> None:
+        if context.connection is not None:
+            after(context.connection)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    event.listen(engine, "handle_error", failed)

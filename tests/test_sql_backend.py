@@ -779,6 +779,36 @@ def test_a_stalled_server_costs_an_async_call_less_than_the_timeout(
     assert max(asyncio.run(scenario())) < 1.2
 
 
+def test_statements_through_sqlalchemy_are_bounded_too(
+    proxied: tuple[FaultProxy, str],
+) -> None:
+    """Table creation goes through SQLAlchemy, not the tier's cursor: it is bounded as well."""
+    proxy, url = proxied
+    backend = from_url(url, timeout=0.5)
+    assert isinstance(backend, SQLBackend)
+    with backend.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+        proxy.set_mode("stall")
+        assert _timed_failure(lambda: conn.exec_driver_sql("SELECT 1")) < 1.2
+    proxy.set_mode("pass")
+
+    async def scenario() -> float:
+        tier = async_from_url(url, timeout=0.5)
+        if not isinstance(tier, AsyncSQLBackend):
+            return 0.0  # MySQL without a working asyncio driver: the sync tier, above
+        async with tier.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+            proxy.set_mode("stall")
+            started = time.monotonic()
+            with pytest.raises(sa.exc.DBAPIError):
+                await conn.exec_driver_sql("SELECT 1")
+        await tier.engine.dispose()
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 1.2
+    backend.close()
+
+
 def test_a_locked_sqlite_file_fails_within_the_busy_timeout(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     backend = from_url(f"sqlite:///{path}", timeout=0.3)
