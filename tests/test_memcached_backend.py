@@ -34,6 +34,7 @@ from llmcache.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_memcached import MemcachedBackend, ServerDown, async_from_url, from_url, parse_url
 from llmcache_memcached.backend import VIEW_TTL
+from llmcache_memcached.connection import connection_class
 from llmcache_memcached.invalidation import CLOCK_MARGIN, ScopeState, fresh_state
 from llmcache_memcached.keys import entry_key, pattern_scope, scope_key, whole_scope
 from llmcache_memcached.pool import ServerPool
@@ -48,9 +49,28 @@ from tests.memcached_fixtures import (
 __all__ = ["memcached_pool", "memcached_server", "memcached_servers"]  # fixtures, used by name
 
 
+_opened: list[Any] = []  # closed after each test by _close_what_the_test_opened
+
+
+@pytest.fixture(autouse=True)
+def _close_what_the_test_opened() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def raw(server: MemcachedServer) -> Client:
     """A plain pymemcache client on one server, to look behind the backend."""
-    return Client(("127.0.0.1", server.port), connect_timeout=2, timeout=2, default_noreply=False)
+    client = Client(("127.0.0.1", server.port), connect_timeout=2, timeout=2, default_noreply=False)
+    _opened.append(client)
+    return client
+
+
+def connect(url: str, **options: Any) -> MemcachedBackend:
+    """``from_url``, closed after the test."""
+    backend = from_url(url, **options)
+    _opened.append(backend)
+    return backend
 
 
 def key(namespace: str = "t") -> str:
@@ -202,7 +222,7 @@ def test_plugin_registers_the_scheme_through_the_entry_point() -> None:
 
 def test_construction_never_connects() -> None:
     port = free_closed_port()
-    backend = from_url(f"memcached://127.0.0.1:{port}")  # nothing listens: no error yet
+    backend = connect(f"memcached://127.0.0.1:{port}")  # nothing listens: no error yet
     with pytest.raises(ConnectionRefusedError):
         backend.get("k")
 
@@ -218,7 +238,7 @@ def test_timeout_bounds_a_call_to_a_server_that_never_answers() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        backend = from_url(f"memcached://127.0.0.1:{port}", timeout=0.3)
+        backend = connect(f"memcached://127.0.0.1:{port}", timeout=0.3)
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             backend.get("k")
@@ -302,7 +322,7 @@ def test_get_many_is_one_multi_get_per_server(
     keys = [key() for _ in range(40)]
     pooled.set_many(dict.fromkeys(keys, b"v"), 60)
     calls: list[int] = []
-    client_class = type(pooled.pool.servers[0].acquire())
+    client_class = connection_class()
     real = client_class.fetch
 
     def counted(self: Any, batch: list[str]) -> Any:
@@ -319,7 +339,7 @@ def test_killing_one_pool_server_costs_only_its_share(
     memcached_servers: Callable[[int], list[MemcachedServer]],
 ) -> None:
     servers = memcached_servers(2)
-    backend = from_url(pool_url(servers, "dead_timeout=0.5&timeout=0.5"))
+    backend = connect(pool_url(servers, "dead_timeout=0.5&timeout=0.5"))
     keys = [key() for _ in range(60)]
     backend.set_many(dict.fromkeys(keys, b"v"), 300)
     victim, survivor = servers
@@ -354,7 +374,7 @@ def test_a_pool_with_every_server_down_raises_fast(
     memcached_servers: Callable[[int], list[MemcachedServer]],
 ) -> None:
     servers = memcached_servers(2)
-    backend = from_url(pool_url(servers, "dead_timeout=30"))
+    backend = connect(pool_url(servers, "dead_timeout=30"))
     for server in servers:
         server.stop()
     with pytest.raises((OSError, MemcacheError)):
@@ -600,7 +620,7 @@ def test_clear_from_a_real_subprocess_is_never_missed(
     memcached_pool: list[MemcachedServer],
 ) -> None:
     url = pool_url(memcached_pool)
-    reader = from_url(url)
+    reader = connect(url)
     ns = uuid.uuid4().hex
     keys = [key(ns) for _ in range(20)]
     reader.set_many(dict.fromkeys(keys, b"v"), 600)
@@ -616,7 +636,7 @@ def test_clear_from_a_real_subprocess_is_never_missed(
 def test_concurrent_clears_and_writes_never_lose_a_clear(pooled: MemcachedBackend) -> None:
     ns = uuid.uuid4().hex
     url = ",".join(server.name for server in pooled.pool.servers)
-    clearers = [from_url(f"memcached://{url}") for _ in range(4)]
+    clearers = [connect(f"memcached://{url}") for _ in range(4)]
     groups = [[f"llmcache:{ns}:g{g}:{i}" for i in range(10)] for g in range(4)]
     pooled.set_many({k: b"v" for group in groups for k in group}, 600)
     errors: list[BaseException] = []
@@ -640,7 +660,7 @@ def test_clear_is_constant_work_whatever_the_store_holds(
     memcached_servers: Callable[[int], list[MemcachedServer]],
 ) -> None:
     (server,) = memcached_servers(1)
-    backend = from_url(server.url)
+    backend = connect(server.url)
 
     def commands_for_clear(pattern: str) -> int:
         def total() -> int:
@@ -688,7 +708,7 @@ def test_clear_with_a_server_down_raises_after_clearing_the_others(
     memcached_servers: Callable[[int], list[MemcachedServer]],
 ) -> None:
     servers = memcached_servers(2)
-    backend = from_url(pool_url(servers, "timeout=0.5"))
+    backend = connect(pool_url(servers, "timeout=0.5"))
     ns = uuid.uuid4().hex
     keys = [key(ns) for _ in range(40)]
     backend.set_many(dict.fromkeys(keys, b"v"), 600)
@@ -970,6 +990,7 @@ async def test_async_cached_client_hits_memcached(
         assert not third.cache_hit
     finally:
         await client.close()
+        await async_openai_client.close()
 
 
 def test_lean_multi_get_reads_split_replies_and_reports_errors(
