@@ -52,6 +52,8 @@ class AsyncSQLBackend(AsyncCacheBackend):
         self._next_purge = 0.0
         self._purging = False
         self._watched = config.family == "postgresql"
+        self._reader: Any = None  # SQLite: the aiosqlite connection reads go to
+        self._reader_conn: AsyncConnection | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncSQLBackend {self.config.redacted} table={self.schema.name}>"
@@ -81,6 +83,43 @@ class AsyncSQLBackend(AsyncCacheBackend):
                 if alarm is not None and watchdog.watchdog.disarm(alarm):
                     await conn.invalidate()  # its socket was cut: never back to the pool
             return result.fetchall() if fetch else result.rowcount
+
+    async def _read(self, sql: str, args: Any) -> list[Any]:
+        """Run a ``SELECT``; on SQLite on the reader connection, in one thread hop."""
+        if self.config.family != "sqlite":
+            return list(await self._run(sql, args, fetch=True))
+        reader = self._reader or await self._open_reader()
+        try:
+            return list(await reader.execute_fetchall(sql, args))
+        except Exception:
+            await self._drop_reader(broken=True)
+            raise
+
+    async def _open_reader(self) -> Any:
+        """Pin one pooled SQLite connection for reads (aiosqlite serves it on one thread).
+
+        Reads then skip the pool and SQLAlchemy's execution layer: each is one call on
+        aiosqlite's thread, where the pool and a full ``exec_driver_sql`` take several.
+        Writes keep to the pool, so a long purge or clear never holds reads up.
+        """
+        conn = await self.engine.connect()
+        try:
+            driver = (await conn.get_raw_connection()).driver_connection
+        except BaseException:
+            await conn.close()
+            raise
+        if self._reader is not None:  # another coroutine opened one meanwhile
+            await conn.close()
+            return self._reader
+        self._reader, self._reader_conn = driver, conn
+        return driver
+
+    async def _drop_reader(self, *, broken: bool = False) -> None:
+        conn, self._reader, self._reader_conn = self._reader_conn, None, None
+        if conn is not None:
+            if broken:
+                await conn.invalidate()
+            await conn.close()
 
     async def _arm(self, conn: AsyncConnection) -> Alarm | None:
         """Bound a PostgreSQL call on the client side, a little before the tier's timeout.
@@ -114,12 +153,10 @@ class AsyncSQLBackend(AsyncCacheBackend):
         statements = self._statements or await self._prepare()
         stored, full = storage_key(key, self.schema.key_limit)
         if full is None:
-            rows = await self._run(
-                statements.get.sql, statements.get_args(stored, time.time()), fetch=True
-            )
+            rows = await self._read(statements.get.sql, statements.get_args(stored, time.time()))
         else:
             args = statements.get_long_args(stored, full, time.time())
-            rows = await self._run(statements.get_long.sql, args, fetch=True)
+            rows = await self._read(statements.get_long.sql, args)
         return _bytes(rows[0][0]) if rows else None
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -134,7 +171,7 @@ class AsyncSQLBackend(AsyncCacheBackend):
             stored = [storage_key(k, limit)[0] for k in unique[start : start + MANY_CHUNK]]
             prepared, width = statements.many("get", len(stored))
             args = prepared.args({**padded(stored, width), "now": now})
-            for key, full, value in await self._run(prepared.sql, args, fetch=True):
+            for key, full, value in await self._read(prepared.sql, args):
                 found[full if full is not None else _text(key)] = _bytes(value)
         return [found.get(key) for key in keys]
 
@@ -176,6 +213,7 @@ class AsyncSQLBackend(AsyncCacheBackend):
         return int(await self._run(prepared.sql, prepared.args({})))
 
     async def close(self) -> None:
+        await self._drop_reader()
         await self.engine.dispose()
 
     # -- purge ---------------------------------------------------------------------------
