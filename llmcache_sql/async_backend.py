@@ -2,7 +2,8 @@
 
 The twin of :class:`~llmcache_sql.backend.SQLBackend`: the same tables, the same
 statements (compiled once for the asyncio dialect and run with ``exec_driver_sql``), the
-same bounded purge. Drivers: aiosqlite, psycopg's asyncio flavour or asyncpg, aiomysql.
+same bounded purge. On SQLite, reads go to one pinned aiosqlite connection in a single
+call. Drivers: aiosqlite, psycopg's asyncio flavour or asyncpg, aiomysql.
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from typing import TYPE_CHECKING, Any
 from llmcache.backends.base import AsyncCacheBackend
 
 from . import watchdog
-from .backend import _bytes, _text, entry_row
 from .config import SQLConfig
 from .engines import WATCH_SHARE, async_engine
-from .schema import Schema, build_schema, ensure_schema, storage_key
+from .schema import (
+    Schema,
+    build_schema,
+    ensure_schema,
+    entry_row,
+    key_text,
+    storage_key,
+    value_bytes,
+)
 from .statements import MANY_CHUNK, Statements, padded
 from .watchdog import Alarm
 
@@ -157,7 +165,7 @@ class AsyncSQLBackend(AsyncCacheBackend):
         else:
             args = statements.get_long_args(stored, full, time.time())
             rows = await self._read(statements.get_long.sql, args)
-        return _bytes(rows[0][0]) if rows else None
+        return value_bytes(rows[0][0]) if rows else None
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -172,7 +180,7 @@ class AsyncSQLBackend(AsyncCacheBackend):
             prepared, width = statements.many("get", len(stored))
             args = prepared.args({**padded(stored, width), "now": now})
             for key, full, value in await self._read(prepared.sql, args):
-                found[full if full is not None else _text(key)] = _bytes(value)
+                found[full if full is not None else key_text(key)] = value_bytes(value)
         return [found.get(key) for key in keys]
 
     async def set(

@@ -30,7 +30,15 @@ from llmcache.backends.base import CacheBackend, StoredEntry
 from . import watchdog
 from .config import SQLConfig
 from .engines import sqlite_setup, sync_engine
-from .schema import Schema, build_schema, ensure_schema, namespace_of, storage_key
+from .schema import (
+    Schema,
+    build_schema,
+    ensure_schema,
+    entry_row,
+    key_text,
+    storage_key,
+    value_bytes,
+)
 from .statements import MANY_CHUNK, Statements, padded
 from .watchdog import Alarm
 
@@ -41,30 +49,6 @@ log = logging.getLogger("llmcache.sql")
 SCAN_PAGE = 500
 _LIVE: weakref.WeakSet[SQLBackend] = weakref.WeakSet()
 _ABANDONED: list[Any] = []  # connections inherited through fork(): never touched again
-
-
-def _bytes(value: Any) -> bytes:
-    return value if type(value) is bytes else bytes(value)
-
-
-def _text(key: Any) -> str:
-    return key.decode("utf-8") if isinstance(key, bytes | bytearray) else str(key)
-
-
-def entry_row(
-    key: str, value: bytes, ttl: float | None, created: float | None, now: float, limit: int | None
-) -> dict[str, Any]:
-    """Return the column values that store ``value`` under ``key``."""
-    stored, full = storage_key(key, limit)
-    return {
-        "key": stored,
-        "full_key": full,
-        "namespace": namespace_of(key),
-        "value": value,
-        "created": now if created is None else created,
-        "expires": None if ttl is None else now + ttl,
-        "size": len(value),
-    }
 
 
 class _ThreadConnections:
@@ -281,7 +265,7 @@ class SQLBackend(CacheBackend):
             except Exception:
                 self._threads.discard(conn)
                 raise
-            return None if row is None else _bytes(row[0])
+            return None if row is None else value_bytes(row[0])
         stored, full = storage_key(key, self.schema.key_limit)
         if full is None:
             rows = self._run(
@@ -290,7 +274,7 @@ class SQLBackend(CacheBackend):
         else:
             args = statements.get_long_args(stored, full, time.time())
             rows = self._run(statements.get_long.sql, args, fetch=True)
-        return _bytes(rows[0][0]) if rows else None
+        return value_bytes(rows[0][0]) if rows else None
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -307,7 +291,7 @@ class SQLBackend(CacheBackend):
             args = prepared.args({**padded(stored, width), "now": now})
             for key, full, value in self._run(prepared.sql, args, fetch=True):
                 # a hashed row answers only for its full key
-                found[full if full is not None else _text(key)] = _bytes(value)
+                found[full if full is not None else key_text(key)] = value_bytes(value)
         return [found.get(key) for key in keys]
 
     def set(
@@ -394,7 +378,9 @@ class SQLBackend(CacheBackend):
             prepared = statements.scan(pattern, time.time(), after, SCAN_PAGE)
             rows = self._run(prepared.sql, prepared.args({}), fetch=True)
             for key, full, size, created, expires in rows:
-                yield StoredEntry(full if full is not None else _text(key), size, created, expires)
+                yield StoredEntry(
+                    full if full is not None else key_text(key), size, created, expires
+                )
             if len(rows) < SCAN_PAGE:
                 return
             after = rows[-1][0]

@@ -41,9 +41,12 @@ __all__ = [
     "Schema",
     "build_schema",
     "ensure_schema",
+    "entry_row",
+    "key_text",
     "namespace_of",
     "storage_key",
     "validate_table_name",
+    "value_bytes",
 ]
 
 SCHEMA_VERSION = 1
@@ -87,6 +90,32 @@ def namespace_of(key: str) -> str:
     if parts is None or len(parts[0]) > NAMESPACE_LIMIT:
         return ""
     return parts[0]
+
+
+def value_bytes(value: Any) -> bytes:
+    """Return a ``value`` column as ``bytes`` (psycopg2 gives ``memoryview``)."""
+    return value if type(value) is bytes else bytes(value)
+
+
+def key_text(key: Any) -> str:
+    """Return a ``key`` column as text (MySQL's ``VARBINARY`` gives ``bytes``)."""
+    return key.decode("utf-8") if isinstance(key, bytes | bytearray) else str(key)
+
+
+def entry_row(
+    key: str, value: bytes, ttl: float | None, created: float | None, now: float, limit: int | None
+) -> dict[str, Any]:
+    """Return the column values that store ``value`` under ``key``."""
+    stored, full = storage_key(key, limit)
+    return {
+        "key": stored,
+        "full_key": full,
+        "namespace": namespace_of(key),
+        "value": value,
+        "created": now if created is None else created,
+        "expires": None if ttl is None else now + ttl,
+        "size": len(value),
+    }
 
 
 @dataclass(frozen=True, slots=True)
