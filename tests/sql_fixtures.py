@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,7 +178,9 @@ def _throwaway_mariadb(workdir: Path) -> Database:
 
 
 @contextlib.contextmanager
-def _server(machine_url: str, port: int, start: object, what: str) -> Iterator[Database]:
+def _server(
+    machine_url: str, port: int, start: Callable[[Path], Database], what: str
+) -> Iterator[Database]:
     name = "postgresql" if machine_url.startswith("postgresql") else "mariadb"
     if not FORCE_THROWAWAY and port_open(port) and _answers(machine_url):
         yield Database(machine_url, name)
@@ -188,7 +190,7 @@ def _server(machine_url: str, port: int, start: object, what: str) -> Iterator[D
     database = None
     try:
         try:
-            database = start(workdir)  # type: ignore[operator]
+            database = start(workdir)
         except (OSError, subprocess.SubprocessError, sa.exc.SQLAlchemyError) as exc:
             unavailable(f"{what} (no server answers and a throwaway one failed: {exc})")
         yield database

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -572,8 +574,6 @@ def test_sqlite_files_are_in_wal_mode_and_made_with_their_directory(tmp_path: Pa
 
 
 def test_each_thread_reads_on_its_own_sqlite_connection(tmp_path: Path) -> None:
-    import threading
-
     backend = from_url(f"sqlite:///{tmp_path / 'c.db'}")
     backend.set("k", b"v", None)
     seen: list[bytes | None] = []
@@ -596,7 +596,7 @@ def test_each_thread_reads_on_its_own_sqlite_connection(tmp_path: Path) -> None:
 
 _PROCESS = textwrap.dedent(
     """
-    import os, sys, time
+    import sys, time
     from pathlib import Path
     from llmcache_sql import from_url
 
@@ -813,8 +813,6 @@ def test_a_locked_sqlite_file_fails_within_the_busy_timeout(tmp_path: Path) -> N
     path = tmp_path / "locked.db"
     backend = from_url(f"sqlite:///{path}", timeout=0.3)
     backend.set("k", b"v", None)
-    import sqlite3
-
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
@@ -905,6 +903,24 @@ def test_an_unreachable_postgresql_tier_fails_open(sim: Simulator, tmp_path: Pat
     assert client.stats().errors >= 1
     assert client.chat.completions.create(**chat("q0")).cache_tier == "L1:memory"
     client.close()
+
+
+def test_an_unreachable_postgresql_tier_fails_open_for_async_clients(sim: Simulator) -> None:
+    dead = f"postgresql+psycopg://u@127.0.0.1:{free_port()}/db"
+
+    async def scenario() -> tuple[list[bool], int]:
+        client = CachedClient(
+            AsyncOpenAI(base_url=sim.base_url, api_key="x", max_retries=0), tiers=[dead]
+        )
+        answers = [await client.chat.completions.create(**chat(f"a{i}")) for i in range(3)]
+        errors = client.stats().errors
+        await client.close()
+        return [a.cache_hit for a in answers], errors
+
+    hits, errors = asyncio.run(scenario())
+    assert hits == [False, False, False]
+    assert errors >= 1
+    assert sim.count() == 3
 
 
 def test_a_row_that_is_not_an_entry_is_a_counted_miss_and_is_replaced(
