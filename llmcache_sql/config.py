@@ -10,7 +10,7 @@ option                    meaning
 ========================  ==========================================================
 ``table``                 the entries table (default ``llmcache_entries``)
 ``pool_size``             pooled connections kept open (default 5; server dialects)
-``purge_batch``           the most expired rows one purge deletes (default 1000; 0: off)
+``purge_batch``           the most expired rows one purge deletes (default 500; 0: off)
 ``purge_interval``        seconds between two purges by one process (default 60)
 ========================  ==========================================================
 """
@@ -64,7 +64,7 @@ class SQLConfig:
     driver: Driver | None
     table: str = DEFAULT_TABLE
     pool_size: int = 5
-    purge_batch: int = 1000
+    purge_batch: int = 500
     purge_interval: float = 60.0
     timeout: float = 1.0
     connect_args: dict[str, Any] = field(default_factory=dict)
