@@ -100,14 +100,17 @@ class Filler:
             if old_items:
                 yield old_items, self.now - OLD_AGE
 
-    def scoped(self, count: int, scopes: set[int]) -> Iterator[tuple[dict[str, bytes], float]]:
-        """Yield the entries of ``scopes`` among entries 0 to ``count - 1``, by creation time."""
+    def scoped(
+        self, start: int, stop: int, scopes: set[int]
+    ) -> Iterator[tuple[dict[str, bytes], float]]:
+        """Yield the entries of ``scopes`` among entries ``start`` to ``stop - 1``."""
         fresh, old = self._templates[0.0], self._templates[OLD_AGE]
         needle = self._needle
         for scope in sorted(scopes):
             template = old if scope == OLD_SCOPE else fresh
             created = self.now - OLD_AGE if scope == OLD_SCOPE else self.now
-            numbers = range(scope, count, SCOPES)
+            first = start + (scope - start) % SCOPES
+            numbers = range(first, stop, SCOPES)
             for first in range(0, len(numbers), 5000):
                 chunk = numbers[first : first + 5000]
                 keys = [self.key(n) for n in chunk]

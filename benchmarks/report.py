@@ -341,7 +341,7 @@ def _scale(results: Results) -> list[str]:
         "",
         "Clears on the big store, through `client.clear_cache` (the whole-namespace clear "
         "runs after the two partial clears' entries were written back, so it removes every "
-        "entry of the fill):",
+        "entry of the fill, and the typical request's):",
         "",
         *_table(["backend", "clear", "removed", "seconds"], clear_rows),
     ]

@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = describe(placement.describe())
     machine.load.append(("start", load_average()))
     results = Results(machine, _settings(plan))
+    log(f"pinning: {machine.placement}")
     log(
         f"{machine.cpu}, {machine.cores} cores; "
         + ", ".join(f"{k} {v}" for k, v in machine.versions.items())

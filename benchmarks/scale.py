@@ -368,7 +368,7 @@ def _measure(
                 row.clears.append(done)
 
         def rewrite() -> None:
-            for items, created in filler.scoped(fill.entries + 1, {0, OLD_SCOPE}):
+            for items, created in filler.scoped(1, fill.entries + 1, {0, OLD_SCOPE}):
                 big_backend.set_many(items, None, created=created)
 
         _guard(row, "rewriting the cleared scopes", rewrite)
