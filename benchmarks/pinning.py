@@ -11,6 +11,7 @@ interleaved) and puts every server where round trips are faster, reporting both 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -88,6 +89,7 @@ def place() -> Placement:
     finally:
         for server in servers.values():
             server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     figures = {name: statistics.median(values) for name, values in found.items()}
     best = min(figures, key=figures.__getitem__)
     return Placement(mine, layouts[best], figures)
