@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import ConfigError
 
@@ -122,9 +122,10 @@ def parse_tier_url(url: str) -> TierURL:
     rest = [(k, v) for k, v in query if k not in _CORE_OPTIONS]
     max_ttl = _seconds("max_ttl", core["max_ttl"], url) if "max_ttl" in core else None
     timeout = _seconds("timeout", core["timeout"], url) if "timeout" in core else None
-    backend_url = urlunsplit(parts._replace(query=urlencode(rest))) if core else url
-    if "://" not in backend_url:  # urlunsplit drops an empty netloc's slashes
-        backend_url = backend_url.replace(":", "://", 1)
+    backend_url = url
+    if core:  # replace only the query: rebuilding the URL would lose sqlite:////abs slashes
+        base = url.split("?", 1)[0]
+        backend_url = f"{base}?{urlencode(rest)}" if rest else base
     base = scheme.split("+", 1)[0]
     kind = _KINDS.get(scheme) or _KINDS.get(base) or scheme
     return TierURL(backend_url, scheme, kind, max_ttl, timeout)
