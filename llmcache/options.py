@@ -47,6 +47,7 @@ class Directives:
 
 
 NO_DIRECTIVES = Directives()
+DEFAULT_OPTIONS = CacheOptions()
 
 
 @lru_cache(maxsize=1024)
@@ -115,7 +116,7 @@ def split_options(
             raise TypeError(f"unknown llmcache option {name!r}; known: {', '.join(KNOWN_OPTIONS)}")
         found[name] = params.pop(name)
     if not found:
-        return params, CacheOptions(), NO_DIRECTIVES
+        return params, DEFAULT_OPTIONS, NO_DIRECTIVES
 
     control = found.get("cache_control")
     if control is not None and not isinstance(control, str):

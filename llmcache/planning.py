@@ -14,7 +14,7 @@ from .keys import UncacheableRequest, physical_key
 from .options import Directives, split_options
 from .prompt import mark_prefix
 from .request import NEVER, CacheOptions, CacheRequest, Endpoint
-from .tiers import Scope, Tier
+from .tiers import Tier
 from .ttl import DEFAULT
 
 __all__ = ["Plan", "Planner"]
@@ -44,7 +44,12 @@ class Plan:
     shared_ttl: float | None
     max_age: float | None
     grace: float
-    scope: Scope
+    failed: set[Tier] | None = None  # tiers that failed during this call (a tiers Scope)
+
+    @property
+    def scope(self) -> Plan:
+        """This plan, as the tiers' view of the call."""
+        return self
 
     @property
     def options(self) -> CacheOptions:
@@ -169,5 +174,4 @@ class Planner:
             shared_ttl=None if directives.s_maxage is None else float(directives.s_maxage),
             max_age=None if directives.max_age is None else float(directives.max_age),
             grace=float(directives.stale_window),
-            scope=Scope(request, key),
         )

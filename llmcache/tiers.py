@@ -15,8 +15,8 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 from .breaker import CircuitBreaker
 from .codec import Codec, CorruptEntry, Entry
@@ -111,14 +111,18 @@ def build_tiers(
 _NO_KWARGS: dict[str, Any] = {}
 
 
-@dataclass(slots=True, eq=False)
-class Scope:
-    """One user call as the tiers see it: whom errors are reported for, and which tiers
-    already failed during the call (they are not tried again within it)."""
+class Scope(Protocol):
+    """One user call as the tiers see it (a :class:`~llmcache.planning.Plan` is one): whom
+    errors are reported for, and which tiers already failed during the call (they are not
+    tried again within it)."""
 
-    request: CacheRequest | None = None
-    key: str = ""
-    failed: set[Tier] = field(default_factory=set)
+    failed: set[Tier] | None
+
+    @property
+    def request(self) -> CacheRequest | None: ...
+
+    @property
+    def key(self) -> str: ...
 
 
 class Upstream(NamedTuple):
@@ -205,7 +209,7 @@ class _TierLogic:
 
     def _skip(self, tier: Tier, scope: Scope | None) -> bool:
         """Tell whether to leave a tier out: its circuit is open, or it failed this call."""
-        if scope is not None and tier in scope.failed:
+        if scope is not None and scope.failed and tier in scope.failed:
             return True
         if tier.breaker.opened_at is None or tier.breaker.allow():
             return False
@@ -228,6 +232,8 @@ class _TierLogic:
     def _failed(self, tier: Tier, exc: BaseException, scope: Scope | None) -> None:
         tier.breaker.failure()
         if scope is not None:  # one timeout per tier per call, not one per operation
+            if scope.failed is None:
+                scope.failed = set()
             scope.failed.add(tier)
         self._report(tier, exc, scope, "failed in")
         if not self.fail_open:
