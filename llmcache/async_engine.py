@@ -70,20 +70,11 @@ class AsyncEngine(Engine):
             )
         except Exception:
             stale = self.stale_within(plan, found, plan.directives.stale_if_error)
-            if stale is not None:
-                log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
-                return self.served(plan, adapter, stale, stream, started)
-            raise
-        if coalesced or outcome.found is not None:
-            tier = outcome.found.tier if outcome.found is not None and not coalesced else None
-            other = outcome.found
-            value = other.value if other is not None and not stream else None
-            return self.hit(
-                plan, adapter, outcome.entry, tier, stream, started, coalesced=True, value=value
-            )
-        self.stats.miss()
-        self.emit("llmcache_on_miss", plan, None, started)
-        return self.fresh_response(outcome.response, adapter, plan.key)
+            if stale is None:
+                raise
+            log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
+            return self.served(plan, adapter, stale, stream, started)
+        return self.settle(plan, adapter, outcome, coalesced, stream, started)
 
     async def embed(self, kwargs: Mapping[str, Any], upstream: Upstream) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""

@@ -240,6 +240,27 @@ class Engine:
             return found, "stale"
         return found, None
 
+    def settle(
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        outcome: Outcome,
+        coalesced: bool,
+        stream: bool,
+        started: float,
+    ) -> Any:
+        """Count and return what a (possibly shared) fetch produced for this caller."""
+        other = outcome.found
+        if not coalesced and other is None:
+            self.stats.miss()
+            self.emit("llmcache_on_miss", plan, None, started)
+            return self.fresh_response(outcome.response, adapter, plan.key)
+        tier = other.tier if other is not None and not coalesced else None
+        value = other.value if other is not None and not stream else None
+        return self.hit(
+            plan, adapter, outcome.entry, tier, stream, started, coalesced=True, value=value
+        )
+
     def stale_within(self, plan: Plan, found: Found | None, window: int | None) -> Found | None:
         """Return ``found`` if it is within a ``stale-*`` directive's window, else ``None``."""
         if found is None or window is None:
@@ -412,20 +433,11 @@ class SyncEngine(Engine):
             )
         except Exception:
             stale = self.stale_within(plan, found, plan.directives.stale_if_error)
-            if stale is not None:
-                log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
-                return self.served(plan, adapter, stale, stream, started)
-            raise
-        if coalesced or outcome.found is not None:
-            tier = outcome.found.tier if outcome.found is not None and not coalesced else None
-            other = outcome.found
-            value = other.value if other is not None and not stream else None
-            return self.hit(
-                plan, adapter, outcome.entry, tier, stream, started, coalesced=True, value=value
-            )
-        self.stats.miss()
-        self.emit("llmcache_on_miss", plan, None, started)
-        return self.fresh_response(outcome.response, adapter, plan.key)
+            if stale is None:
+                raise
+            log.warning("llmcache served a stale entry for %r: the upstream failed", plan.key)
+            return self.served(plan, adapter, stale, stream, started)
+        return self.settle(plan, adapter, outcome, coalesced, stream, started)
 
     def embed(self, kwargs: Mapping[str, Any], upstream: Callable[..., Any]) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""
