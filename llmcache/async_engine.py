@@ -46,9 +46,8 @@ class AsyncEngine(Engine):
             return self.fresh_response(await upstream(**params), adapter, "", stream=stream)
         found: Found | None = None
         if plan.read_tiers:
-            found, usable = await self.tiers.run(
-                self.lookup_steps(plan, adapter, stream), plan.scope
-            )
+            found, fresh = await self.tiers.run(self.lookup(plan, adapter, stream), plan)
+            usable = self.usable(plan, found, fresh)
             if usable == "stale":
                 self._refresh(plan, adapter, params, upstream)
             if usable is not None:

@@ -223,22 +223,23 @@ class Engine:
             )
             self.observers.emit(name, event)
 
-    def lookup_steps(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Steps:
-        """Look a plan up in its tiers; return ``(found, usable)``.
-
-        ``usable`` is ``"fresh"``, ``"stale"`` (within ``stale-while-revalidate``: serve it and
-        refresh in the background) or ``None`` (a miss; ``found`` may still be a stale entry
-        for ``stale-if-error``).
-        """
+    def lookup(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Steps:
+        """Return the tier lookup of a plan, checking entries as this call will serve them."""
         check = self.checker(plan, adapter, stream)
-        found, fresh = yield from self.tiers.lookup_steps(
-            plan.pkey, plan.read_tiers, plan.max_age, plan.scope, check
+        steps: Steps = self.tiers.lookup_steps(
+            plan.pkey, plan.read_tiers, plan.max_age, plan, check
         )
+        return steps
+
+    def usable(self, plan: Plan, found: Found | None, fresh: bool) -> str | None:
+        """Say how a lookup's result can serve: ``"fresh"``, ``"stale"`` (within
+        ``stale-while-revalidate``: serve it and refresh in the background) or ``None`` (a
+        miss; ``found`` may still serve ``stale-if-error``)."""
         if fresh:
-            return found, "fresh"
+            return "fresh"
         if self.stale_within(plan, found, plan.directives.stale_while_revalidate) is not None:
-            return found, "stale"
-        return found, None
+            return "stale"
+        return None
 
     def settle(
         self,
@@ -415,7 +416,8 @@ class SyncEngine(Engine):
         stream = bool(params.get("stream"))
         found: Found | None = None
         if plan.read_tiers:
-            found, usable = self.tiers.run(self.lookup_steps(plan, adapter, stream), plan.scope)
+            found, fresh = self.tiers.run(self.lookup(plan, adapter, stream), plan)
+            usable = self.usable(plan, found, fresh)
             if usable == "stale":
                 self._refresh(plan, adapter, params, upstream)
             if usable is not None:

@@ -83,6 +83,11 @@ class Planner:
         self._warned: set[str] = set()
         self._local = tuple(t for t in self.tiers if not t.shared)
         self._shared = tuple(t for t in self.tiers if t.shared)
+        self._by_strategy = {
+            "local": self._local,
+            "distributed": self._shared,
+            "tiered": tuple(self.tiers),
+        }
 
     def split(
         self, endpoint: Endpoint, kwargs: Mapping[str, Any]
@@ -157,9 +162,7 @@ class Planner:
     ) -> Plan:
         """Build the plan of a request whose key and TTL are known."""
         options = request.options
-        selected = {"local": self._local, "distributed": self._shared}.get(
-            options.strategy, tuple(self.tiers)
-        )
+        selected = self._by_strategy[options.strategy]
         writes = selected[: options.tier] if options.tier is not None else selected
         if ttl is not None and ttl <= 0:
             writes = ()
