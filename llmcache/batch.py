@@ -78,12 +78,13 @@ class _Batch:
         client: Any,
         requests: Iterable[Mapping[str, Any]],
         *,
-        model: str | None,
-        enable_cache: bool,
-        max_concurrency: int,
-        progress: bool,
-        common: Mapping[str, Any],
+        model: str | None = None,
+        enable_cache: bool = True,
+        max_concurrency: int = 8,
+        progress: bool = False,
+        common: Mapping[str, Any] | None = None,
     ) -> None:
+        common = common or {}
         if (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -97,6 +98,7 @@ class _Batch:
                 "requests must be a list of message dicts or dicts of create arguments, "
                 f"not a {type(requests).__name__}"
             )
+        self.max_concurrency = max_concurrency
         self.engine = client._engine
         self.endpoint, resource = _target(client)
         self.create: Callable[..., Any] = resource.create
@@ -235,26 +237,15 @@ def run_batch(
     client: Any,
     requests: Iterable[Mapping[str, Any]],
     *,
-    model: str | None = None,
-    enable_cache: bool = True,
-    max_concurrency: int = 8,
     return_exceptions: bool = False,
-    progress: bool = False,
-    common: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> list[Any]:
     """Serve a batch on a sync client, on at most ``max_concurrency`` worker threads.
 
     See :meth:`llmcache.CachedClient.batch_completions`.
     """
-    batch = _Batch(
-        client,
-        requests,
-        model=model,
-        enable_cache=enable_cache,
-        max_concurrency=max_concurrency,
-        progress=progress,
-        common=common or {},
-    )
+    batch = _Batch(client, requests, **options)
+    max_concurrency = batch.max_concurrency
     stop = threading.Event()
 
     def work(call: _Call) -> Outcome:
@@ -289,26 +280,15 @@ async def run_batch_async(
     client: Any,
     requests: Iterable[Mapping[str, Any]],
     *,
-    model: str | None = None,
-    enable_cache: bool = True,
-    max_concurrency: int = 8,
     return_exceptions: bool = False,
-    progress: bool = False,
-    common: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> list[Any]:
     """Serve a batch on an async client, at most ``max_concurrency`` calls at a time.
 
     See :meth:`llmcache.AsyncCachedClient.batch_completions`.
     """
-    batch = _Batch(
-        client,
-        requests,
-        model=model,
-        enable_cache=enable_cache,
-        max_concurrency=max_concurrency,
-        progress=progress,
-        common=common or {},
-    )
+    batch = _Batch(client, requests, **options)
+    max_concurrency = batch.max_concurrency
     gate = asyncio.Semaphore(max_concurrency)
     stop = asyncio.Event()
 
