@@ -46,7 +46,10 @@ class AsyncEngine(Engine):
             return self.fresh_response(await upstream(**params), adapter, "", stream=stream)
         found: Found | None = None
         if plan.read_tiers:
-            found, fresh = await self.tiers.run(self.lookup(plan, adapter, stream), plan)
+            check = self.checker(plan, adapter, stream)
+            found, fresh = await self.tiers.lookup(
+                plan.pkey, plan.read_tiers, plan.max_age, plan, check
+            )
             usable = self.usable(plan, found, fresh)
             if usable == "stale":
                 self._refresh(plan, adapter, params, upstream)

@@ -110,7 +110,8 @@ class CachedClient:
         self._client = client
         self._provider = detect(client)
         self._namespace = namespace
-        self._stats = StatsRecorder()
+        prices = PriceTable(pricing)
+        self._stats = StatsRecorder(prices)
         tier_list = build_tiers(
             tiers if tiers is not None else ["memory://"],
             registry,
@@ -144,7 +145,7 @@ class CachedClient:
             store,
             self._stats,
             observers,
-            PriceTable(pricing),
+            prices,
             lock_ttl=lock_ttl,
         )
         self._tiers: Any = store

@@ -176,17 +176,19 @@ class Engine:
         value: Any = None,
     ) -> Any:
         """Count a hit, tell observers, and return the marked SDK object."""
-        tokens = entry.total_tokens
-        cost = self.prices.cost(entry.model, entry.prompt_tokens, entry.completion_tokens)
         label = tier.label if tier is not None else None
-        self.stats.hit(label, tokens, cost, coalesced=coalesced)
-        self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
+        prompt, completion = entry.prompt_tokens, entry.completion_tokens
+        self.stats.hit(label, entry.model, prompt, completion, coalesced=coalesced)
+        if self.observers.wanted("llmcache_on_hit"):
+            cost = self.prices.cost(entry.model, prompt, completion)
+            tokens = prompt + completion
+            self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
         return mark(
             self.serve(plan, adapter, entry, stream) if value is None else value,
             hit=True,
             key=plan.key,
             age=max(0.0, time.time() - entry.created),
-            tokens=tokens,
+            tokens=prompt + completion,
             tier=label,
         )
 
@@ -222,14 +224,6 @@ class Engine:
                 plan.request, plan.key, tier, time.perf_counter() - started, None, tokens, cost
             )
             self.observers.emit(name, event)
-
-    def lookup(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Steps:
-        """Return the tier lookup of a plan, checking entries as this call will serve them."""
-        check = self.checker(plan, adapter, stream)
-        steps: Steps = self.tiers.lookup_steps(
-            plan.pkey, plan.read_tiers, plan.max_age, plan, check
-        )
-        return steps
 
     def usable(self, plan: Plan, found: Found | None, fresh: bool) -> str | None:
         """Say how a lookup's result can serve: ``"fresh"``, ``"stale"`` (within
@@ -290,9 +284,10 @@ class Engine:
         hits = [f for f in found if f is not None]
         tokens = sum(f.entry.total_tokens for f in hits)
         if response is None:
-            cost = sum(self.prices.cost(f.entry.model, f.entry.prompt_tokens, 0) for f in hits)
             label = hits[0].tier.label
-            self.stats.hit(label, tokens, cost)
+            model = hits[0].entry.model
+            self.stats.hit(label, model, tokens, 0)
+            cost = self.prices.cost(model, tokens, 0)
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
             return mark(
                 adapter.build(payload),
@@ -416,7 +411,8 @@ class SyncEngine(Engine):
         stream = bool(params.get("stream"))
         found: Found | None = None
         if plan.read_tiers:
-            found, fresh = self.tiers.run(self.lookup(plan, adapter, stream), plan)
+            check = self.checker(plan, adapter, stream)
+            found, fresh = self.tiers.lookup(plan.pkey, plan.read_tiers, plan.max_age, plan, check)
             usable = self.usable(plan, found, fresh)
             if usable == "stale":
                 self._refresh(plan, adapter, params, upstream)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .keys import UncacheableRequest, physical_key
-from .options import Directives, split_options
+from .options import DEFAULT_OPTIONS, NO_DIRECTIVES, Directives, split_options
 from .prompt import mark_prefix
 from .request import NEVER, CacheOptions, CacheRequest, Endpoint
 from .tiers import Tier
@@ -114,6 +114,11 @@ class Planner:
         The key is computed from the caller's arguments; the upstream ones may differ by
         the prompt-prefix marks of ``cache_prompt=True``.
         """
+        for name in kwargs:
+            if name.startswith("cache_"):
+                break
+        else:
+            return self._plain(endpoint, dict(kwargs))
         params, request, directives = self.split(endpoint, kwargs)
         if request.options.prompt:  # sent upstream, never part of the key
             params = mark_prefix(self.provider_name, params)
@@ -124,6 +129,26 @@ class Planner:
         if key is None:
             return params, None
         return params, self.plan_for(request, directives, key, ttl)
+
+    def _plain(
+        self, endpoint: Endpoint, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], Plan | None]:
+        """:meth:`plan` for the common call, one without llmcache options (nor directives)."""
+        request = CacheRequest(
+            endpoint, MappingProxyType(params), DEFAULT_OPTIONS, self.namespace, self.provider
+        )
+        ttl = self.ttl_policy.ttl(request)
+        if ttl is DEFAULT:
+            ttl = self.default_ttl
+        elif ttl is NEVER:
+            return params, None
+        key = self.key(request)
+        if key is None:
+            return params, None
+        tiers = self._by_strategy["tiered"]
+        writes = () if ttl is not None and ttl <= 0 else tiers
+        pkey = physical_key(self.namespace, key)
+        return params, Plan(request, key, pkey, NO_DIRECTIVES, tiers, writes, ttl, None, None, 0.0)
 
     def ttl(self, request: CacheRequest, directives: Directives) -> Any:
         """Resolve the TTL: cache_control, then cache_ttl, then the policy, then default_ttl.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = ["CacheStats", "StatsRecorder"]
 
@@ -55,27 +55,56 @@ class CacheStats:
         }
 
 
-class StatsRecorder:
-    """The thread-safe counters behind :class:`CacheStats`."""
+class Prices(Protocol):
+    """What the recorder needs of a price table."""
 
-    def __init__(self) -> None:
+    def cost(self, model: str | None, prompt_tokens: int, completion_tokens: int) -> float:
+        """Dollars for a call with these token counts."""
+
+
+class _NoPrices:
+    def cost(self, model: str | None, prompt_tokens: int, completion_tokens: int) -> float:
+        return 0.0
+
+
+class StatsRecorder:
+    """The thread-safe counters behind :class:`CacheStats`.
+
+    Hits record their tokens per model; dollars are computed from ``prices`` when a snapshot
+    is taken, so a hit pays for two additions rather than a price lookup.
+    """
+
+    def __init__(self, prices: Prices | None = None) -> None:
         self._lock = threading.Lock()
+        self._prices = prices if prices is not None else _NoPrices()
         self.reset()
 
     def reset(self) -> None:
         """Set every counter back to zero."""
         with self._lock:
             self._hits = self._misses = self._bypasses = self._coalesced = self._errors = 0
-            self._tokens = self._provider_tokens = 0
-            self._cost = self._provider_cost = 0.0
+            self._provider_tokens = 0
+            self._provider_cost = 0.0
+            self._saved: dict[str | None, list[int]] = {}  # model -> [prompt, completion]
             self._tier_hits: dict[str, int] = {}
 
-    def hit(self, tier: str | None, tokens: int, cost: float, *, coalesced: bool = False) -> None:
-        """Count a call served from the cache."""
+    def hit(
+        self,
+        tier: str | None,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        coalesced: bool = False,
+    ) -> None:
+        """Count a call served from the cache, with the tokens of the answer it reused."""
         with self._lock:
             self._hits += 1
-            self._tokens += tokens
-            self._cost += cost
+            saved = self._saved.get(model)
+            if saved is None:
+                saved = self._saved[model] = [0, 0]
+            saved[0] += prompt_tokens
+            saved[1] += completion_tokens
             if coalesced:
                 self._coalesced += 1
             if tier is not None:
@@ -103,18 +132,23 @@ class StatsRecorder:
             self._provider_cost += cost
 
     def snapshot(self) -> CacheStats:
-        """Return the counters as they are now."""
+        """Return the counters as they are now, with the dollars the saved tokens are worth."""
         with self._lock:
-            return CacheStats(
-                requests=self._hits + self._misses + self._bypasses,
-                hits=self._hits,
-                misses=self._misses,
-                bypasses=self._bypasses,
-                coalesced=self._coalesced,
-                errors=self._errors,
-                tokens_saved=self._tokens,
-                cost_saved_usd=self._cost,
-                provider_cached_tokens=self._provider_tokens,
-                provider_cost_saved_usd=self._provider_cost,
-                tier_hits=MappingProxyType(dict(self._tier_hits)),
-            )
+            saved = [(model, prompt, done) for model, (prompt, done) in self._saved.items()]
+            counts = (self._hits, self._misses, self._bypasses, self._coalesced, self._errors)
+            provider = (self._provider_tokens, self._provider_cost)
+            tier_hits = MappingProxyType(dict(self._tier_hits))
+        hits, misses, bypasses, coalesced, errors = counts
+        return CacheStats(
+            requests=hits + misses + bypasses,
+            hits=hits,
+            misses=misses,
+            bypasses=bypasses,
+            coalesced=coalesced,
+            errors=errors,
+            tokens_saved=sum(prompt + done for _, prompt, done in saved),
+            cost_saved_usd=sum(self._prices.cost(m, prompt, done) for m, prompt, done in saved),
+            provider_cached_tokens=provider[0],
+            provider_cost_saved_usd=provider[1],
+            tier_hits=tier_hits,
+        )

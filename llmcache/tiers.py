@@ -148,6 +148,8 @@ class Op(NamedTuple):
 
 DECODE_MEMO_SIZE = 1024
 FAILED: Any = object()  # what a generator receives for a skipped or failed operation
+BAD: Any = object()  # an entry that does not decode, or is not an answer of the call
+UNREAD: Any = object()
 
 
 class Found(NamedTuple):
@@ -242,12 +244,16 @@ class _TierLogic:
     def _accept(
         self,
         tier: Tier,
-        data: bytes,
+        data: Any,
         pkey: str,
         scope: Scope | None,
         check: Callable[[Entry], Any] | None = None,
-    ) -> Found | None:
-        """Decode (and check) what a tier returned; ``None`` for a bad entry, counted."""
+    ) -> Any:
+        """Judge what a tier's ``get`` returned: ``None`` for nothing (no entry, or a failed
+        read), :data:`BAD` for an entry that does not decode or check (counted), else
+        :class:`Found`."""
+        if data is None or data is FAILED:
+            return None
         memo = self._decoded.get(id(data))
         try:
             if memo is not None and memo[0] is data and memo[1].key == pkey:
@@ -262,7 +268,11 @@ class _TierLogic:
         except CorruptEntry as exc:
             self._decoded.pop(id(data), None)
             self._report(tier, exc, scope, "dropped a bad entry in")
-            return None
+            return BAD
+
+    def _first_hit(self, found: Any, max_age: float | None) -> bool:
+        """Tell whether what the first tier gave is a fresh entry (the hit path's shortcut)."""
+        return found is not None and found is not BAD and _fresh(found.entry, time.time(), max_age)
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -273,28 +283,35 @@ class _TierLogic:
         max_age: float | None,
         scope: Scope | None = None,
         check: Callable[[Entry], Any] | None = None,
+        *,
+        first: Any = UNREAD,
     ) -> Steps:
         """Find the first fresh entry, promoting it into the tiers above; else the first stale.
 
         ``check`` turns an entry into what the caller serves (``Found.value``) and raises
         :class:`~llmcache.codec.CorruptEntry` for one that cannot be served: such an entry
-        is counted, deleted and skipped like bytes that do not decode.
+        is counted, deleted and skipped like bytes that do not decode. ``first`` is what a
+        driver already made of the first tier's read (see :meth:`_accept`).
 
         Returns ``(found, fresh)`` or ``(None, False)``.
         """
         stale: Found | None = None
         for level, tier in enumerate(tiers):
-            data = yield Op(tier, "get", (pkey,))
-            if data is FAILED or data is None:
-                continue
-            found = self._accept(tier, data, pkey, scope, check)
+            if level or first is UNREAD:
+                found = self._accept(tier, (yield Op(tier, "get", (pkey,))), pkey, scope, check)
+            else:
+                found = first
             if found is None:
+                continue
+            if found is BAD:
                 yield Op(tier, "delete", ([pkey],))
                 continue
             now = time.time()
             if _fresh(found.entry, now, max_age):
                 if level:
-                    yield from self._promote_steps(pkey, found.entry, data, tiers[:level], now)
+                    yield from self._promote_steps(
+                        pkey, found.entry, found.data, tiers[:level], now
+                    )
                 return found, True
             if stale is None:
                 stale = found
@@ -321,10 +338,10 @@ class _TierLogic:
             bad = []
             now = time.time()
             for i, data in zip(wanted, values, strict=True):
-                if data is None:
-                    continue
                 hit = self._accept(tier, data, pkeys[i], None, check)
                 if hit is None:
+                    continue
+                if hit is BAD:
                     bad.append(pkeys[i])
                 elif _fresh(hit.entry, now, None):
                     found[i] = hit
@@ -444,6 +461,30 @@ class Tiers(_TierLogic):
         tier.breaker.success()
         return result
 
+    def lookup(
+        self,
+        pkey: str,
+        tiers: Sequence[Tier],
+        max_age: float | None,
+        scope: Scope,
+        check: Callable[[Entry], Any],
+    ) -> tuple[Found | None, bool]:
+        """Run :meth:`lookup_steps`; a fresh entry in the first tier, the hit path, is
+        returned straight from one guarded read."""
+        tier = tiers[0]
+        data = FAILED
+        if not self._skip(tier, scope):
+            try:
+                data = tier.backend.get(pkey)
+            except Exception as exc:
+                self._failed(tier, exc, scope)
+            else:
+                tier.breaker.success()
+        found = self._accept(tier, data, pkey, scope, check)
+        if self._first_hit(found, max_age):
+            return found, True
+        return self.run(self.lookup_steps(pkey, tiers, max_age, scope, check, first=found), scope)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Close every backend."""
         for tier in self.tiers:
@@ -514,6 +555,31 @@ class AsyncTiers(_TierLogic):
             return FAILED
         tier.breaker.success()
         return result
+
+    async def lookup(
+        self,
+        pkey: str,
+        tiers: Sequence[Tier],
+        max_age: float | None,
+        scope: Scope,
+        check: Callable[[Entry], Any],
+    ) -> tuple[Found | None, bool]:
+        """The asyncio twin of :meth:`Tiers.lookup`."""
+        tier = tiers[0]
+        data = FAILED
+        if not self._skip(tier, scope):
+            try:
+                call = tier.backend.get(pkey)
+                data = await (call if tier.inline else _bounded(call, tier.timeout))
+            except Exception as exc:
+                self._failed(tier, exc, scope)
+            else:
+                tier.breaker.success()
+        found = self._accept(tier, data, pkey, scope, check)
+        if self._first_hit(found, max_age):
+            return found, True
+        steps = self.lookup_steps(pkey, tiers, max_age, scope, check, first=found)
+        return await self.run(steps, scope)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close every backend."""
