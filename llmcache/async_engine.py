@@ -50,10 +50,10 @@ class AsyncEngine(Engine):
             found, fresh = await self.tiers.lookup(
                 plan.pkey, plan.read_tiers, plan.max_age, plan, check
             )
-            usable = self.usable(plan, found, fresh)
-            if usable == "stale":
+            if fresh:
+                return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
+            if self.revalidating(plan, found):
                 self._refresh(plan, adapter, params, upstream)
-            if usable is not None:
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)

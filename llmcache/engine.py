@@ -7,6 +7,7 @@ blocking calls and :class:`~llmcache.async_engine.AsyncEngine` with awaits.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -89,6 +90,10 @@ class Engine:
         self.prices = prices
         self.lock_ttl = lock_ttl
         self._unstorable: set[str] = set()
+        self._answers = {
+            endpoint: functools.partial(self.answer, adapter)
+            for endpoint, adapter in provider.adapters.items()
+        }
         self._lock_tier = next(
             (t for t in tiers.tiers if t.shared and getattr(t.backend, "supports_locks", False)),
             None,
@@ -117,22 +122,31 @@ class Engine:
             usage.completion,
         )
 
+    def answer(self, adapter: EndpointAdapter, entry: Entry) -> Any:
+        """Build the SDK object of an entry, validated as a whole.
+
+        :raises CorruptEntry: the entry is not an answer of this endpoint.
+        """
+        try:
+            if entry.kind == "response":
+                return adapter.build(entry.payload)
+            if entry.kind == "chunks":
+                return adapter.build(adapter.assemble(entry.payload))
+            raise ValueError(f"a {entry.kind!r} entry is not a {adapter.endpoint} answer")
+        except Exception as exc:
+            raise CorruptEntry(f"entry is not a {adapter.endpoint} answer: {exc}") from exc
+
     def serve(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
         """Build the SDK object (or replay stream) for an entry.
 
         :raises CorruptEntry: the entry is not an answer of this endpoint.
         """
+        whole = self.answer(adapter, entry)
+        if not stream:
+            return whole
+        # The answer validated as a whole; its chunks are built as the SDK builds live ones.
         try:
             payload = entry.payload
-            if entry.kind == "chunks":
-                whole = adapter.build(adapter.assemble(payload))
-            elif entry.kind == "response":
-                whole = adapter.build(payload)
-            else:
-                raise ValueError(f"a {entry.kind!r} entry is not a {adapter.endpoint} answer")
-            if not stream:
-                return whole
-            # The answer validated as a whole; its chunks are built as the SDK builds live ones.
             chunks = (
                 adapter.replay(payload, plan.request.params)
                 if entry.kind == "chunks"
@@ -140,10 +154,12 @@ class Engine:
             )
             return self.replay_stream([adapter.build_chunk(c) for c in chunks])
         except Exception as exc:
-            raise CorruptEntry(f"entry is not a {adapter.endpoint} answer: {exc}") from exc
+            raise CorruptEntry(f"entry is not a {adapter.endpoint} stream: {exc}") from exc
 
     def checker(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Callable[[Entry], Any]:
         """Return the lookup check that builds what a hit serves (and rejects junk)."""
+        if not stream:
+            return self._answers[adapter.endpoint]
         return lambda entry: self.serve(plan, adapter, entry, stream)
 
     def storable(self, adapter: EndpointAdapter, payload: Any) -> bool:
@@ -183,14 +199,15 @@ class Engine:
             cost = self.prices.cost(entry.model, prompt, completion)
             tokens = prompt + completion
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
-        return mark(
-            self.serve(plan, adapter, entry, stream) if value is None else value,
-            hit=True,
-            key=plan.key,
-            age=max(0.0, time.time() - entry.created),
-            tokens=prompt + completion,
-            tier=label,
+        served = self.serve(plan, adapter, entry, stream) if value is None else value
+        vars(served).update(
+            cache_hit=True,
+            cache_age=max(0.0, time.time() - entry.created),
+            cache_tokens_saved=prompt + completion,
+            cache_tier=label,
+            cache_key=plan.key,
         )
+        return served
 
     def fresh_response(
         self, response: Any, adapter: EndpointAdapter, key: str, *, stream: bool = False
@@ -225,15 +242,11 @@ class Engine:
             )
             self.observers.emit(name, event)
 
-    def usable(self, plan: Plan, found: Found | None, fresh: bool) -> str | None:
-        """Say how a lookup's result can serve: ``"fresh"``, ``"stale"`` (within
-        ``stale-while-revalidate``: serve it and refresh in the background) or ``None`` (a
-        miss; ``found`` may still serve ``stale-if-error``)."""
-        if fresh:
-            return "fresh"
-        if self.stale_within(plan, found, plan.directives.stale_while_revalidate) is not None:
-            return "stale"
-        return None
+    def revalidating(self, plan: Plan, found: Found | None) -> bool:
+        """Tell whether a stale entry may serve while it is refreshed in the background
+        (``stale-while-revalidate``)."""
+        window = plan.directives.stale_while_revalidate
+        return self.stale_within(plan, found, window) is not None
 
     def settle(
         self,
@@ -413,10 +426,10 @@ class SyncEngine(Engine):
         if plan.read_tiers:
             check = self.checker(plan, adapter, stream)
             found, fresh = self.tiers.lookup(plan.pkey, plan.read_tiers, plan.max_age, plan, check)
-            usable = self.usable(plan, found, fresh)
-            if usable == "stale":
+            if fresh:
+                return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
+            if self.revalidating(plan, found):
                 self._refresh(plan, adapter, params, upstream)
-            if usable is not None:
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)

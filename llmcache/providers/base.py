@@ -59,13 +59,15 @@ class EndpointAdapter:
 
     def __init__(self) -> None:
         self._chunk_adapter: TypeAdapter[Any] | None = None
+        # what ``response_type.model_validate`` calls, without its keyword handling
+        self._validate = self.response_type.__pydantic_validator__.validate_python
 
     def build(self, payload: Mapping[str, Any]) -> Any:
         """Return the SDK object for a stored response payload (validated).
 
         :raises pydantic.ValidationError: the payload is not such a response.
         """
-        return self.response_type.model_validate(payload)
+        return self._validate(payload)
 
     def build_chunk(self, payload: Mapping[str, Any]) -> Any:
         """Return the SDK object for a stored chunk payload, built as the SDK builds a live one.
