@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from llmcache.backends.base import AsyncCacheBackend
 
-from .backend import GLOBAL, MemcachedBackend
+from .backend import MemcachedBackend, _hit, _Undecided
 
 __all__ = ["AsyncMemcachedBackend"]
 
@@ -41,9 +41,9 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
 
     async def get(self, key: str) -> bytes | None:
         backend = self.backend
+        route = backend._routes.get(key) or backend._route(key)
+        server = route[4]
         pool = backend.pool
-        _, mkey, rkey = backend._item(key)
-        server = pool.route(mkey)
         if server.down_until and not pool.usable(server):
             if pool.all_down():
                 raise pool.unavailable()
@@ -51,15 +51,27 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
         loop = asyncio.get_running_loop()
         connection = server.acquire_async(loop)
         try:
-            found = await connection.fetch([mkey, GLOBAL] if rkey is None else [mkey, GLOBAL, rkey])
-        except pool.errors as exc:
-            pool.failed(server, exc)
+            if connection.sock is None:
+                reply: bytes | dict[bytes, bytes] = await connection.fetch(route[6])
+            else:
+                reply = await connection.request(route[6])
+            now = time.time()
+            try:
+                value = _hit(key, route, reply, now)
+            except _Undecided:
+                if isinstance(reply, bytes):
+                    reply = await connection.complete(reply)
+                value = backend._open(key, route, reply, now)
+        except BaseException as exc:  # cancelled too: never reuse a half-read reply
+            connection.close()
+            if isinstance(exc, pool.errors):
+                pool.failed(server, exc)
             raise
         finally:
             server.release_async(loop, connection)
         if server.down_until:
             pool.succeeded(server)
-        return backend._decide_one(server, key, mkey, rkey, found)
+        return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys``: one multi-get per server, as the blocking tier."""
@@ -68,7 +80,6 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
         backend = self.backend
         pool = backend.pool
         loop = asyncio.get_running_loop()
-        now = time.time()
         values: dict[str, bytes | None] = {}
         error: BaseException | None = None
         answered = False
@@ -77,7 +88,7 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
                 continue
             connection = server.acquire_async(loop)
             try:
-                found = await connection.fetch(backend._keys_to_fetch(items))
+                found = await connection.fetch(backend._command(items))
             except pool.errors as exc:
                 pool.failed(server, exc)
                 error = error or exc
@@ -86,7 +97,9 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
                 server.release_async(loop, connection)
             pool.succeeded(server)
             answered = True
-            values.update(backend._decide(server, items, found, now))
+            now = time.time()
+            for key, route in items:
+                values[key] = backend._open(key, route, found, now)
         if not answered:
             if error is not None:
                 raise error

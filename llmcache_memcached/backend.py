@@ -1,9 +1,10 @@
 """The memcached tier: one server or a consistent-hash pool, with a clear() that works.
 
-A read of keys on one server is one multi-get that also fetches that server's
-invalidation records (see :mod:`llmcache_memcached.invalidation`), so a clear made by any
-process is seen by the very next read, in the same round trip. Writes tag each value with
-the records' ``(gen, seq)`` as last seen on its server.
+A read of keys on one server is one multi-get that also fetches the invalidation records
+that govern them on that server (see :mod:`llmcache_memcached.invalidation`): one record
+for a single key. So a clear made by any process is seen by the very next read, in the
+same round trip. Writes tag each value with its record's ``(gen, seq)`` as last seen on
+its server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +23,25 @@ from llmcache.backends.base import CacheBackend, reject_unknown_options
 from llmcache.errors import MissingExtraError
 
 from .config import parse_url
-from .invalidation import DEFAULT_MAX_RULES, ScopeState, StateCache, fresh_state
-from .keys import entry_key, lock_key, namespace_of, pattern_scope, scope_key, whole_scope
+from .connection import get_command
+from .invalidation import DEFAULT_MAX_RULES, ScopeState, fresh_state, parse_record
+from .keys import (
+    entry_key,
+    lock_key,
+    namespace_of,
+    namespace_pattern,
+    pattern_scope,
+    scope_key,
+    scope_keys,
+    whole_scope,
+)
 from .pool import Server, ServerPool
 from .values import (
     DEFAULT_MAX_ITEM_SIZE,
     HEADER,
     ITEM_OVERHEAD,
     MAGIC,
+    ZLIB,
     expire_time,
     pack,
     payload,
@@ -41,15 +54,90 @@ __all__ = ["InvalidationContention", "MemcachedBackend", "async_from_url", "from
 
 log = logging.getLogger("llmcache.memcached")
 
-GLOBAL = scope_key(None)
 CAS_ATTEMPTS = 32
 VIEW_TTL = 1.0  # seconds a writer trusts the records it last read
-
-_Item = tuple[str, str, str | None]  # llmcache key, memcached key, namespace record key
+ROUTES = 4096  # keys whose routing a backend remembers (hot keys are read again and again)
+_HEADER_SIZE = HEADER.size
 
 
 class InvalidationContention(RuntimeError):
     """An invalidation record kept changing under a compare-and-set, attempt after attempt."""
+
+
+class _View:
+    """A record as this process last saw it on one server: its bytes, parsed, and when.
+
+    ``tail`` is how the record ends a ``get`` reply while it is unchanged, so that the hit
+    path recognises it with one comparison instead of parsing it.
+    """
+
+    __slots__ = ("raw", "seen", "state", "tail")
+
+    def __init__(self, rkey: bytes, raw: bytes, state: ScopeState, seen: float) -> None:
+        self.raw = raw
+        self.state = state
+        self.seen = seen
+        self.tail = b"VALUE %s 0 %d\r\n%s\r\nEND\r\n" % (rkey, len(raw), raw)
+
+
+_Views = dict[str, _View]  # one server's records, by record key
+# Where a key lives, worked out once per key: its memcached key (str, bytes), its record's
+# key (str, bytes), its server, that server's views, the hit path's command line, and how
+# the entry's block of the reply starts.
+_Route = tuple[str, bytes, str, bytes, Server, _Views, bytes, bytes]
+
+
+class _Undecided(Exception):
+    """The hit path's shortcut cannot read this reply: parse it in full."""
+
+
+def _hit(key: str, route: _Route, reply: bytes | dict[bytes, bytes], now: float) -> bytes | None:
+    """Read a one-key reply whose record is unchanged since the last read (the usual case).
+
+    :raises _Undecided: anything else (a changed record, an unusual reply).
+    """
+    view = route[5].get(route[2])
+    if view is None or type(reply) is not bytes or not reply.endswith(view.tail):
+        raise _Undecided
+    view.seen = now
+    cut = len(reply) - len(view.tail)
+    if not cut:
+        return None  # only the record came back: no entry
+    head = route[7]
+    if not reply.startswith(head):
+        raise _Undecided
+    eol = reply.find(b"\r\n", len(head))
+    try:
+        size = int(reply[len(head) : eol])
+    except ValueError:
+        raise _Undecided from None
+    if eol + size + 4 != cut:
+        raise _Undecided  # the reply is not what it looks like
+    if size < _HEADER_SIZE:
+        return None
+    start = eol + 2
+    magic, flags, created, expires, gen, seq = HEADER.unpack_from(reply, start)
+    state = view.state
+    if magic != MAGIC or gen != state.gen or (expires and expires <= now):
+        return None
+    if seq < state.top and state.invalidates(key, seq, created):
+        return None
+    body = reply[start + _HEADER_SIZE : cut - 2]
+    return zlib.decompress(body) if flags & ZLIB else body
+
+
+def _seen(views: _Views, rkey: str, raw: bytes | None, now: float) -> ScopeState | None:
+    """Return the record fetched as ``raw`` (parsed only when its bytes changed)."""
+    view = views.get(rkey)
+    if view is not None and view.raw == raw:
+        view.seen = now
+        return view.state
+    state = None if raw is None else parse_record(raw)
+    if state is None:
+        views.pop(rkey, None)
+    else:
+        views[rkey] = _View(rkey.encode("ascii"), raw, state, now)  # type: ignore[arg-type]
+    return state
 
 
 class MemcachedBackend(CacheBackend):
@@ -60,7 +148,7 @@ class MemcachedBackend(CacheBackend):
     :param pool_size: idle connections kept per server (``None``: 16).
     :param dead_timeout: seconds a failed server of a pool is skipped (its keys are misses).
     :param max_item_size: memcached's item size limit (its ``-I``), in bytes.
-    :param max_rules: invalidation rules kept per scope before a new generation replaces
+    :param max_rules: invalidation rules kept per record before a new generation replaces
         them.
     :param max_ttl: cap on the TTL of every value (``None``: no cap).
 
@@ -89,12 +177,9 @@ class MemcachedBackend(CacheBackend):
         self.max_ttl = max_ttl
         self.oversized = 0
         self._lock = threading.Lock()
-        self._states = StateCache()
-        # each server's records as this process last read them, and when (monotonic)
-        self._views: dict[str, dict[str, tuple[ScopeState, float]]] = {
-            server.name: {} for server in self.pool.servers
-        }
-        self._scope_keys: dict[str, str] = {}
+        # each server's records as this process last saw them
+        self._views: dict[str, _Views] = {server.name: {} for server in self.pool.servers}
+        self._routes: dict[str, _Route] = {}
 
     def __repr__(self) -> str:
         return f"MemcachedBackend({[server.name for server in self.pool.servers]!r})"
@@ -106,101 +191,73 @@ class MemcachedBackend(CacheBackend):
 
     # -- keys ----------------------------------------------------------------------------
 
-    def _item(self, key: str) -> _Item:
-        namespace = namespace_of(key)
-        if namespace is None:
-            return key, entry_key(key), None
-        record = self._scope_keys.get(namespace)
-        if record is None:
-            if len(self._scope_keys) > 4096:
-                self._scope_keys.clear()
-            record = self._scope_keys[namespace] = scope_key(namespace)
-        return key, entry_key(key), record
+    def _route(self, key: str) -> _Route:
+        """Work out where ``key`` lives (remembered for the next :data:`ROUTES` keys)."""
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        mkey = entry_key(key)
+        rkey = scope_key(namespace_of(key))
+        server = self.pool.route(mkey)
+        command = get_command([mkey, rkey])
+        mkey_bytes, rkey_bytes = mkey.encode("ascii"), rkey.encode("ascii")
+        views = self._views[server.name]
+        head = b"VALUE %s 0 " % mkey_bytes
+        route = (mkey, mkey_bytes, rkey, rkey_bytes, server, views, command, head)
+        if len(self._routes) >= ROUTES:
+            self._routes.clear()
+        self._routes[key] = route
+        return route
 
-    def _by_server(self, keys: Sequence[str]) -> dict[Server, list[_Item]]:
-        groups: dict[Server, list[_Item]] = {}
+    def _by_server(self, keys: Iterable[str]) -> dict[Server, list[tuple[str, _Route]]]:
+        groups: dict[Server, list[tuple[str, _Route]]] = {}
         for key in dict.fromkeys(keys):
-            item = self._item(key)
-            groups.setdefault(self.pool.route(item[1]), []).append(item)
+            route = self._route(key)
+            groups.setdefault(route[4], []).append((key, route))
         return groups
 
     # -- reads ---------------------------------------------------------------------------
 
-    def _record(self, server: Server, rkey: str, raw: bytes | None) -> ScopeState | None:
-        """Parse a record fetched from ``server`` and remember it for writes."""
-        state = None if raw is None else self._states.parse(raw)
-        views = self._views[server.name]
-        if state is None:
-            views.pop(rkey, None)
-        else:
-            views[rkey] = (state, time.monotonic())
-        return state
-
-    def _open(
-        self,
-        key: str,
-        value: bytes | None,
-        glob: ScopeState | None,
-        space: ScopeState | None,
-        namespaced: bool,
-        now: float,
-    ) -> bytes | None:
-        """Return the core's bytes of a stored value, or ``None`` if expired or cleared."""
-        if value is None or glob is None or len(value) < HEADER.size:
+    @staticmethod
+    def _open(key: str, route: _Route, found: dict[bytes, bytes], now: float) -> bytes | None:
+        """Return the core's bytes of ``key`` from what its server returned, or ``None``
+        when absent, expired or cleared (and note the record for writes)."""
+        state = _seen(route[5], route[2], found.get(route[3]), now)
+        value = found.get(route[1])
+        if value is None or state is None or len(value) < _HEADER_SIZE:
             return None
-        magic, flags, created, expires, g_gen, g_seq, n_gen, n_seq = HEADER.unpack_from(value)
-        if magic != MAGIC or (expires and expires <= now):
+        magic, flags, created, expires, gen, seq = HEADER.unpack_from(value)
+        if magic != MAGIC or gen != state.gen or (expires and expires <= now):
             return None
-        if g_gen != glob.gen or (g_seq < glob.top and glob.invalidates(key, g_seq, created)):
+        if seq < state.top and state.invalidates(key, seq, created):
             return None
-        if namespaced and (
-            space is None
-            or n_gen != space.gen
-            or (n_seq < space.top and space.invalidates(key, n_seq, created))
-        ):
-            return None
-        return payload(value, flags)
+        return payload(value, flags) if flags else value[_HEADER_SIZE:]
 
-    def _keys_to_fetch(self, items: Sequence[_Item]) -> list[str]:
-        """The entries' memcached keys and the records they need, for one server."""
-        spaces = {item[2] for item in items if item[2] is not None}
-        return [item[1] for item in items] + [GLOBAL, *spaces]
-
-    def _decide(
-        self, server: Server, items: Sequence[_Item], found: dict[str, bytes], now: float
-    ) -> dict[str, bytes | None]:
-        """Open what one server returned for ``items``."""
-        glob = self._record(server, GLOBAL, found.get(GLOBAL))
-        spaces = {rkey for _, _, rkey in items if rkey is not None}
-        states = {rkey: self._record(server, rkey, found.get(rkey)) for rkey in spaces}
-        return {
-            key: self._open(
-                key, found.get(mkey), glob, states.get(rkey) if rkey else None, bool(rkey), now
-            )
-            for key, mkey, rkey in items
-        }
-
-    def _decide_one(
-        self, server: Server, key: str, mkey: str, rkey: str | None, found: dict[str, bytes]
-    ) -> bytes | None:
-        """Open what one server returned for one key (the hit path, written out)."""
-        glob = self._record(server, GLOBAL, found.get(GLOBAL))
-        if rkey is None:
-            return self._open(key, found.get(mkey), glob, None, False, time.time())
-        space = self._record(server, rkey, found.get(rkey))
-        return self._open(key, found.get(mkey), glob, space, True, time.time())
+    @staticmethod
+    def _command(items: Sequence[tuple[str, _Route]]) -> bytes:
+        """The ``get`` line for one server's ``items``: their keys and their records."""
+        if len(items) == 1:
+            return items[0][1][6]
+        records = dict.fromkeys(route[2] for _, route in items)
+        return get_command([route[0] for _, route in items] + list(records))
 
     def get(self, key: str) -> bytes | None:
         # get_many's work for one key, written out: this is the hit path
-        _, mkey, rkey = self._item(key)
-        server = self.pool.route(mkey)
+        route = self._routes.get(key) or self._route(key)
+        server = route[4]
         if server.down_until and not self.pool.usable(server):
             if self.pool.all_down():
                 raise self.pool.unavailable()
             return None
         client = server.acquire()
         try:
-            found = client.fetch([mkey, GLOBAL] if rkey is None else [mkey, GLOBAL, rkey])
+            reply = client.exchange(route[6])
+            now = time.time()
+            try:
+                value = _hit(key, route, reply, now)
+            except _Undecided:
+                found = client.complete(reply) if isinstance(reply, bytes) else reply
+                value = self._open(key, route, found, now)
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
             raise
@@ -208,7 +265,7 @@ class MemcachedBackend(CacheBackend):
             server.release(client)
         if server.down_until:
             self.pool.succeeded(server)
-        return self._decide_one(server, key, mkey, rkey, found)
+        return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys``: one multi-get per server.
@@ -218,7 +275,6 @@ class MemcachedBackend(CacheBackend):
         """
         if not keys:
             return []
-        now = time.time()
         values: dict[str, bytes | None] = {}
         error: BaseException | None = None
         answered = False
@@ -226,14 +282,16 @@ class MemcachedBackend(CacheBackend):
             if not self.pool.usable(server):
                 continue
             try:
-                found = server.call("fetch", self._keys_to_fetch(items))
+                found = server.call("fetch", self._command(items))
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc
                 continue
             self.pool.succeeded(server)
             answered = True
-            values.update(self._decide(server, items, found, now))
+            now = time.time()
+            for key, route in items:
+                values[key] = self._open(key, route, found, now)
         if not answered:
             if error is not None:
                 raise error
@@ -265,15 +323,14 @@ class MemcachedBackend(CacheBackend):
         exptime = expire_time(ttl, now)
         lifetime = math.inf if ttl is None else float(ttl)
 
-        def batch(server: Server, group: list[_Item]) -> None:
-            views = self._writable(server, {rkey for _, _, rkey in group}, lifetime)
-            glob = views[GLOBAL]
+        def batch(server: Server, group: list[tuple[str, _Route]]) -> None:
+            states = self._writable(server, {route[2] for _, route in group}, lifetime)
             values = {}
-            for key, mkey, rkey in group:
-                space = views[rkey] if rkey else None
-                tags = (glob.gen, glob.seq, *((space.gen, space.seq) if space else (0, 0)))
+            for key, (mkey, _, rkey, *_) in group:
+                state = states[rkey]
                 room = self.max_item_size - len(mkey) - ITEM_OVERHEAD
-                value = pack(items[key], created=created, expires=expires, tags=tags, room=room)
+                tag = (state.gen, state.seq)
+                value = pack(items[key], created=created, expires=expires, tag=tag, room=room)
                 if value is None:
                     self._oversized(key, len(items[key]))
                 else:
@@ -305,13 +362,13 @@ class MemcachedBackend(CacheBackend):
         )
 
     def delete(self, keys: Sequence[str]) -> None:
-        def batch(server: Server, group: list[_Item]) -> None:
-            server.call("delete_many", [mkey for _, mkey, _ in group], noreply=False)
+        def batch(server: Server, group: list[tuple[str, _Route]]) -> None:
+            server.call("delete_many", [route[0] for _, route in group], noreply=False)
 
         self._each_server(keys, batch)
 
     def _each_server(
-        self, keys: Sequence[str], action: Callable[[Server, list[_Item]], None]
+        self, keys: Sequence[str], action: Callable[[Server, list[tuple[str, _Route]]], None]
     ) -> None:
         """Run ``action`` per server; skip servers marked down; raise the first failure."""
         error: BaseException | None = None
@@ -335,11 +392,11 @@ class MemcachedBackend(CacheBackend):
     # -- invalidation records ------------------------------------------------------------
 
     def _writable(
-        self, server: Server, spaces: Iterable[str | None], lifetime: float
+        self, server: Server, rkeys: Iterable[str], lifetime: float
     ) -> dict[str, ScopeState]:
         """Return ``server``'s records for tagging values that live ``lifetime`` seconds.
 
-        A record is read (or created) when this process has not read it for
+        A record is read (or created) when this process has not seen it for
         :data:`VIEW_TTL` seconds (reads refresh it for free), and its ``max_ttl`` raised
         first when the value may outlive what it allows, so that rule expiry never uncovers
         a live entry. A value tagged with an outdated view is dead on arrival: safe, and
@@ -350,20 +407,19 @@ class MemcachedBackend(CacheBackend):
             return state if state.max_ttl >= lifetime else state.with_max_ttl(lifetime)
 
         views = self._views[server.name]
-        wanted = [GLOBAL, *sorted(rkey for rkey in spaces if rkey is not None)]
         known: dict[str, ScopeState] = {}
         stale = []
-        now = time.monotonic()
-        for rkey in wanted:
-            state, seen = views.get(rkey, (None, 0.0))
-            if state is None or state.max_ttl < lifetime or now - seen > VIEW_TTL:
+        now = time.time()
+        for rkey in sorted(rkeys):
+            view = views.get(rkey)
+            if view is None or view.state.max_ttl < lifetime or now - view.seen > VIEW_TTL:
                 stale.append(rkey)
             else:
-                known[rkey] = state
+                known[rkey] = view.state
         if stale:
-            found = server.call("fetch", stale)
+            found = server.call("fetch", get_command(stale))
             for rkey in stale:
-                state = self._record(server, rkey, found.get(rkey))
+                state = _seen(views, rkey, found.get(rkey.encode("ascii")), now)
                 if state is None or state.max_ttl < lifetime:
                     state = self._update(server, rkey, allow)
                 known[rkey] = state
@@ -372,21 +428,25 @@ class MemcachedBackend(CacheBackend):
     def _update(
         self, server: Server, rkey: str, change: Callable[[ScopeState], ScopeState]
     ) -> ScopeState:
-        """Apply ``change`` to ``server``'s record ``rkey`` with compare-and-set."""
+        """Apply ``change`` to ``server``'s record ``rkey`` with compare-and-set, creating
+        the record (a new generation) if it is missing or unreadable."""
+        views = self._views[server.name]
         client = server.acquire()
         try:
             for attempt in range(CAS_ATTEMPTS):
                 raw, cas = client.gets(rkey)
-                current = None if raw is None else self._states.parse(raw)
+                current = None if raw is None else parse_record(raw)
                 state = change(current or fresh_state())
                 if current is not None and state is current:
-                    stored = True
-                elif raw is None:
-                    stored = client.add(rkey, state.encode(), expire=0, noreply=False)
-                else:  # replaces a valid record, or bytes that are no record at all
-                    stored = client.cas(rkey, state.encode(), cas, expire=0, noreply=False)
+                    stored, encoded = True, raw
+                else:
+                    encoded = state.encode()
+                    if raw is None:
+                        stored = client.add(rkey, encoded, expire=0, noreply=False)
+                    else:  # replaces a valid record, or bytes that are no record at all
+                        stored = client.cas(rkey, encoded, cas, expire=0, noreply=False)
                 if stored:
-                    self._views[server.name][rkey] = (state, time.monotonic())
+                    views[rkey] = _View(rkey.encode("ascii"), encoded, state, time.time())
                     return state
                 time.sleep(random.uniform(0, 0.001 * (attempt + 1)))  # jitter
         finally:
@@ -395,12 +455,60 @@ class MemcachedBackend(CacheBackend):
             f"memcached record {rkey!r} on {server.name} changed {CAS_ATTEMPTS} times in a row"
         )
 
+    def _update_existing(
+        self,
+        server: Server,
+        rkeys: Sequence[str],
+        change: Callable[[ScopeState], ScopeState],
+    ) -> None:
+        """Apply ``change`` to those of ``rkeys`` that ``server`` holds: two round trips
+        (``gets`` of them all, then pipelined compare-and-sets), repeated for conflicts.
+
+        A missing or unreadable record is left alone: the entries it governed are misses
+        already, and it comes back as a new generation.
+        """
+        views = self._views[server.name]
+        client = server.acquire()
+        try:
+            pending = list(rkeys)
+            for attempt in range(CAS_ATTEMPTS):
+                found = client.gets_many(pending)
+                batch = []
+                for rkey in pending:
+                    raw, cas = found.get(rkey, (None, None))
+                    current = None if raw is None else parse_record(raw)
+                    if current is None:
+                        views.pop(rkey, None)
+                    else:
+                        state = change(current)
+                        batch.append((rkey, state.encode(), cas, state))
+                stored = client.cas_many([(rkey, raw, cas) for rkey, raw, cas, _ in batch])
+                now = time.time()
+                pending = []
+                for (rkey, encoded, _, state), done in zip(batch, stored, strict=True):
+                    if done:
+                        views[rkey] = _View(rkey.encode("ascii"), encoded, state, now)
+                    elif done is False:  # changed since the gets: do it again
+                        pending.append(rkey)
+                    else:  # gone meanwhile, and its entries with it
+                        views.pop(rkey, None)
+                if not pending:
+                    return
+                time.sleep(random.uniform(0, 0.001 * (attempt + 1)))  # jitter
+        finally:
+            server.release(client)
+        raise InvalidationContention(
+            f"memcached records {pending[:3]!r} on {server.name} changed {CAS_ATTEMPTS} "
+            f"times in a row"
+        )
+
     def clear(self, pattern: str | None = None, older_than: float | None = None) -> None:
         """Invalidate matching entries on every server; O(1) in the number of entries.
 
-        memcached cannot list keys, so this records a rule (or a new generation when the
-        pattern covers a whole scope) that every read checks. It cannot count what it
-        removes, so it returns ``None``.
+        memcached cannot list keys, so this records a rule (or a new generation when
+        everything is cleared) that every read checks: in the record of the pattern's
+        namespace, or in every record when the pattern may cross namespaces. It cannot
+        count what it removes, so it returns ``None``.
 
         :raises: the first server failure, after updating every server that answered: the
             entries of a server that could not be reached are not cleared.
@@ -408,8 +516,13 @@ class MemcachedBackend(CacheBackend):
         now = time.time()
         cutoff = None if older_than is None else now - older_than
         namespace = pattern_scope(pattern)
-        rkey = scope_key(namespace)
-        rule = None if whole_scope(pattern, namespace) else pattern
+        rkeys: Sequence[str]
+        if namespace is None:
+            rkeys = scope_keys()
+            rule = None if whole_scope(pattern, None) else pattern
+        else:
+            rkeys = [scope_key(namespace)]
+            rule = namespace_pattern(namespace) if whole_scope(pattern, namespace) else pattern
 
         def change(state: ScopeState) -> ScopeState:
             return state.with_clear(rule, cutoff, now=now, max_rules=self.max_rules)
@@ -417,7 +530,7 @@ class MemcachedBackend(CacheBackend):
         error: BaseException | None = None
         for server in self.pool.servers:  # every server, even one being skipped
             try:
-                self._update(server, rkey, change)
+                self._update_existing(server, rkeys, change)
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc

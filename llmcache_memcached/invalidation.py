@@ -1,6 +1,8 @@
 """Invalidation records: how ``clear`` works on a store that cannot list its keys.
 
-Each scope (the whole store, or one namespace) has a small record on every server::
+Each server holds a fixed set of small records, the *shards* of
+:func:`llmcache_memcached.keys.scope_key`: each namespace is governed by the one its name
+hashes to. A record is::
 
     gen      random 64-bit generation; entries written under another one are dead
     seq      a counter raised by every change of the record
@@ -8,16 +10,17 @@ Each scope (the whole store, or one namespace) has a small record on every serve
     rules    (seq, pattern, cutoff, applied): "entries matching pattern, created at or
              before cutoff (any age if None) and written before seq, are dead"
 
-Every stored value carries the ``(gen, seq)`` of its server's records as the writer last
-saw them. A writer's view can only lag the record, so a tag is never newer than the record
-was when the value was written: a rule recorded before a read therefore covers every entry
-that existed when the rule was recorded, whatever the clocks say.
+Every stored value carries the ``(gen, seq)`` of its record on its server as the writer
+last saw it. A writer's view can only lag the record, so a tag is never newer than the
+record was when the value was written: a rule recorded before a read therefore covers
+every entry that existed when the rule was recorded, whatever the clocks say.
 
-Clearing a whole scope draws a new generation (O(1), nothing else to keep). Any other clear
-adds a rule. Rules are dropped when a newer rule covers them, when no entry they cover can
-still live (``applied + max_ttl + CLOCK_MARGIN`` has passed), or all at once by a new
-generation when a scope holds more than ``max_rules`` of them (which also invalidates the
-rest of that scope: safe, never stale).
+Clearing everything draws a new generation in every record (O(1), nothing else to keep).
+Any other clear adds a rule, to the namespace's record or, when the pattern may cross
+namespaces, to every record. Rules are dropped when a newer rule covers them, when no
+entry they cover can still live (``applied + max_ttl + CLOCK_MARGIN`` has passed), or all
+at once by a new generation when a record holds more than ``max_rules`` of them (which
+also invalidates the rest of that record's entries: safe, never stale).
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ __all__ = [
     "DEFAULT_MAX_RULES",
     "Rule",
     "ScopeState",
-    "StateCache",
     "fresh_state",
+    "parse_record",
 ]
 
-FORMAT = 1
+FORMAT = 2  # 1: the earlier global and per-namespace records
 CLOCK_MARGIN = 300.0  # seconds of clock skew between processes that rule expiry tolerates
 DEFAULT_MAX_RULES = 64
 
@@ -111,7 +114,7 @@ _Check = tuple[Callable[[str], "re.Match[str] | None"] | None, tuple[Rule, ...]]
 
 
 class ScopeState:
-    """One scope's invalidation record on one server (immutable)."""
+    """One invalidation record on one server (immutable)."""
 
     __slots__ = ("_checks", "_seqs", "gen", "max_ttl", "rules", "seq", "top")
 
@@ -218,23 +221,9 @@ def fresh_state() -> ScopeState:
     return ScopeState(_new_gen(), 1, 0.0)
 
 
-class StateCache:
-    """Parsed records by their bytes, so that a read parses a record only when it changed."""
-
-    def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._parsed: dict[bytes, ScopeState | None] = {}
-
-    def parse(self, raw: bytes) -> ScopeState | None:
-        """Return the record in ``raw``, or ``None`` when it is not a valid record."""
-        parsed = self._parsed.get(raw, self)
-        if parsed is not self:
-            return parsed  # type: ignore[return-value]
-        try:
-            state: ScopeState | None = ScopeState.decode(raw)
-        except ValueError:
-            state = None
-        if len(self._parsed) >= self.size:
-            self._parsed.clear()
-        self._parsed[raw] = state
-        return state
+def parse_record(raw: bytes) -> ScopeState | None:
+    """Return the record stored as ``raw``, or ``None`` when the bytes are no record."""
+    try:
+        return ScopeState.decode(raw)
+    except ValueError:
+        return None

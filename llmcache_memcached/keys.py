@@ -1,4 +1,4 @@
-"""Memcached key names: entry keys, per-scope invalidation records, locks.
+"""Memcached key names: entry keys, invalidation records, locks.
 
 memcached keys are at most 250 bytes of printable ASCII without spaces. An llmcache key
 that fits is sent as it is, so ``stats cachedump`` stays readable; any other key (too long,
@@ -6,34 +6,42 @@ spaces, control characters, non-ASCII) is sent as a BLAKE2b digest. Keys of our 
 (invalidation records, locks) start with ``~``, and a caller's key that starts with ``~`` is
 always hashed, so the two spaces never meet.
 
-A *scope* is the unit that invalidation records cover: ``None`` for the whole store (the
-global scope, which every entry obeys) or a namespace (the entries whose physical key is
-``llmcache:<namespace>:...``, which also obey their namespace's record).
+Invalidation records are *shards*: :data:`SHARDS` records per server, and each namespace
+(the entries whose physical key is ``llmcache:<namespace>:...``) is governed by the one
+its name hashes to; keys outside any namespace belong to the shard of ``""``. A clear
+confined to one namespace changes one shard; a clear that may cross namespaces changes
+every shard, a fixed and known set, which is why namespaces do not get a record each
+(memcached cannot list them, so a clear of the whole store could not find them all).
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 
 from llmcache import globs
 from llmcache.keys import physical_key, split_physical_key
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "SHARDS",
     "entry_key",
     "lock_key",
     "namespace_of",
+    "namespace_pattern",
     "pattern_scope",
     "scope_key",
+    "scope_keys",
     "whole_scope",
 ]
 
 MAX_KEY_LENGTH = 250
 _OWN = "~"
 _HASHED = "~h:"
-_STATE = "~s"
 _LOCK = "~l:"
-_NAMESPACE_ROOM = 200  # a namespace longer than this is hashed in its record's key
+SHARDS = 256  # records per server; every process must agree on it
+# "~r:", not the "~s" of the earlier per-namespace records: old records are never read
+_RECORDS = tuple(f"~r:{shard:02x}" for shard in range(SHARDS))
 
 
 def _plain(key: str, limit: int) -> bool:
@@ -58,12 +66,17 @@ def entry_key(key: str) -> str:
 
 
 def scope_key(namespace: str | None) -> str:
-    """Return the key of a scope's invalidation record (``None``: the global scope)."""
-    if namespace is None:
-        return _STATE
-    if _plain(namespace, _NAMESPACE_ROOM) and not namespace.startswith("#"):
-        return f"{_STATE}:{namespace}"
-    return f"{_STATE}:#{_digest(namespace)}"
+    """Return the key of the invalidation record that governs ``namespace``'s entries.
+
+    ``None`` (keys outside any namespace) is governed by the record of ``""``.
+    """
+    text = "" if namespace is None else namespace
+    return _RECORDS[zlib.crc32(text.encode("utf-8", "surrogatepass")) % SHARDS]
+
+
+def scope_keys() -> tuple[str, ...]:
+    """Return the keys of every invalidation record, in a fixed order."""
+    return _RECORDS
 
 
 def lock_key(name: str) -> str:
@@ -98,6 +111,11 @@ def pattern_scope(pattern: str | None) -> str | None:
     prefix, _ = _literal_prefix(pattern)
     parts = split_physical_key(prefix)
     return None if parts is None else parts[0]
+
+
+def namespace_pattern(namespace: str) -> str:
+    """Return the glob of every physical key of ``namespace``."""
+    return globs.escape(physical_key(namespace, "")) + "*"
 
 
 def whole_scope(pattern: str | None, namespace: str | None) -> bool:

@@ -75,6 +75,7 @@ class Server:
     __slots__ = (
         "__weakref__",
         "_idle",
+        "_last",
         "_loops",
         "_make",
         "address",
@@ -99,6 +100,9 @@ class Server:
         # idle asyncio connections, per event loop (a socket belongs to one loop)
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncConnection]]
         self._loops = weakref.WeakKeyDictionary()
+        # the last loop's idle list, weakly: a WeakKeyDictionary lookup per call costs more
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], list[AsyncConnection]] | None
+        self._last = None
         _SERVERS.add(self)
 
     def acquire(self) -> Any:
@@ -123,19 +127,29 @@ class Server:
         finally:
             self.release(client)
 
-    def acquire_async(self, loop: asyncio.AbstractEventLoop) -> AsyncConnection:
-        """Take an idle asyncio connection of ``loop``, or make one."""
-        try:
-            return self._loops[loop].pop()
-        except (KeyError, IndexError):
-            return AsyncConnection(self.address, self.timeout)
-
-    def release_async(self, loop: asyncio.AbstractEventLoop, connection: AsyncConnection) -> None:
-        """Give back a connection taken with :meth:`acquire_async`."""
+    def _idle_of(self, loop: asyncio.AbstractEventLoop) -> list[AsyncConnection]:
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         idle = self._loops.get(loop)
         if idle is None:
             idle = self._loops[loop] = []
-        if len(idle) < self.max_idle and connection.open:
+        self._last = (weakref.ref(loop), idle)
+        return idle
+
+    def acquire_async(self, loop: asyncio.AbstractEventLoop) -> AsyncConnection:
+        """Take an idle asyncio connection of ``loop``, or make one."""
+        last = self._last
+        idle = last[1] if last is not None and last[0]() is loop else self._idle_of(loop)
+        if idle:
+            return idle.pop()
+        return AsyncConnection(self.address, self.timeout, loop)
+
+    def release_async(self, loop: asyncio.AbstractEventLoop, connection: AsyncConnection) -> None:
+        """Give back a connection taken with :meth:`acquire_async`."""
+        last = self._last
+        idle = last[1] if last is not None and last[0]() is loop else self._idle_of(loop)
+        if len(idle) < self.max_idle and connection.sock is not None:
             idle.append(connection)
         else:
             connection.close()
@@ -144,6 +158,7 @@ class Server:
         """Drop the idle connections without closing them (they belong to another process)."""
         self._idle = []
         self._loops = weakref.WeakKeyDictionary()
+        self._last = None
 
     def close(self) -> None:
         """Close the idle connections (connections in use close when given back)."""

@@ -2,11 +2,12 @@
 
 Layout (little-endian, 50 bytes of header, then the core's bytes)::
 
-    magic u8 | flags u8 | created f64 | expires f64 |
-    global gen u64 | global seq u64 | namespace gen u64 | namespace seq u64 | payload
+    magic u8 | flags u8 | created f64 | expires f64 | gen u64 | seq u64 |
+    16 bytes reserved (zero) | payload
 
-``created`` and the tags let ``get`` apply invalidation rules without reading the core's
-envelope; ``expires`` (0: never) makes expiry exact although memcached counts whole
+``created`` and the tag (``gen`` and ``seq`` of the invalidation record that governs the
+entry, as the writer saw it) let ``get`` apply invalidation rules without reading the
+core's envelope; ``expires`` (0: never) makes expiry exact although memcached counts whole
 seconds. Flag bit 0 means the payload is zlib-compressed.
 """
 
@@ -28,7 +29,10 @@ __all__ = [
     "payload",
 ]
 
-HEADER = struct.Struct("<BBddQQQQ")
+# The reserved bytes held a second tag in the earlier layout (one record per namespace
+# plus a global one); keeping the size keeps the header's length and magic stable. A value
+# of that layout is a miss: its first tag never equals the generation of a current record.
+HEADER = struct.Struct("<BBddQQ16x")
 MAGIC = 0xA7
 ZLIB = 1
 DEFAULT_MAX_ITEM_SIZE = 1024 * 1024  # memcached's default -I
@@ -41,12 +45,12 @@ def pack(
     *,
     created: float,
     expires: float,
-    tags: tuple[int, int, int, int],
+    tag: tuple[int, int],
     room: int,
 ) -> bytes | None:
     """Return the value to store, compressed if it would not fit in ``room`` bytes.
 
-    :param tags: global gen and seq, namespace gen and seq (zeros outside a namespace).
+    :param tag: the governing record's ``gen`` and ``seq``.
     :param room: the largest value memcached accepts under this key.
     :return: the value, or ``None`` when even the compressed value does not fit.
     """
@@ -55,7 +59,7 @@ def pack(
         body, flags = zlib.compress(body, 6), ZLIB
         if HEADER.size + len(body) > room:
             return None
-    return HEADER.pack(MAGIC, flags, created, expires, *tags) + body
+    return HEADER.pack(MAGIC, flags, created, expires, *tag) + body
 
 
 def payload(value: bytes, flags: int) -> bytes:

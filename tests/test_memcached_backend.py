@@ -34,7 +34,7 @@ from llmcache.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_memcached import MemcachedBackend, ServerDown, async_from_url, from_url, parse_url
 from llmcache_memcached.backend import VIEW_TTL
-from llmcache_memcached.connection import connection_class
+from llmcache_memcached.connection import connection_class, get_command
 from llmcache_memcached.invalidation import CLOCK_MARGIN, ScopeState, fresh_state
 from llmcache_memcached.keys import entry_key, pattern_scope, scope_key, whole_scope
 from llmcache_memcached.pool import ServerPool
@@ -325,14 +325,14 @@ def test_get_many_is_one_multi_get_per_server(
     client_class = connection_class()
     real = client_class.fetch
 
-    def counted(self: Any, batch: list[str]) -> Any:
-        calls.append(len(batch))
-        return real(self, batch)
+    def counted(self: Any, command: bytes) -> Any:
+        calls.append(len(command.split()) - 1)  # get k1 k2 ...
+        return real(self, command)
 
     monkeypatch.setattr(client_class, "fetch", counted)
     assert pooled.get_many(keys) == [b"v"] * 40
     assert len(calls) == 2
-    assert sum(calls) == 40 + 2 * 2  # each batch adds its server's two records
+    assert sum(calls) == 40 + 2 * 1  # each batch adds the record of the keys' namespace
 
 
 def test_killing_one_pool_server_costs_only_its_share(
@@ -1002,8 +1002,8 @@ def test_lean_multi_get_reads_split_replies_and_reports_errors(
     for i, k in enumerate(keys):
         client.set(k, big if i % 2 else b"small %d" % i)
     server = single.pool.servers[0]
-    found = server.call("fetch", [*keys, "absent"])
-    assert found == {k: big if i % 2 else b"small %d" % i for i, k in enumerate(keys)}
+    found = server.call("fetch", get_command([*keys, "absent"]))
+    assert found == {k.encode(): big if i % 2 else b"small %d" % i for i, k in enumerate(keys)}
     with pytest.raises(MemcacheError):
-        server.call("fetch", ["x" * 300])  # memcached refuses the line: CLIENT_ERROR
-    assert server.call("fetch", keys[:1]) == {keys[0]: b"small 0"}  # the connection recovers
+        server.call("fetch", get_command(["x" * 300]))  # memcached refuses it: CLIENT_ERROR
+    assert server.call("fetch", get_command(keys[:1])) == {keys[0].encode(): b"small 0"}
