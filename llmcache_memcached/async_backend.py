@@ -129,5 +129,9 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
     async def unlock(self, name: str, token: str) -> None:
         await asyncio.to_thread(self.backend.unlock, name, token)
 
+    async def server_stats(self) -> dict[str, dict[str, int | float | str]]:
+        """Return each server's own counters (see :meth:`MemcachedBackend.server_stats`)."""
+        return await asyncio.to_thread(self.backend.server_stats)
+
     async def close(self) -> None:
         self.backend.close()  # closing sockets does not block

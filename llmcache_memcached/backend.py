@@ -540,6 +540,36 @@ class MemcachedBackend(CacheBackend):
             raise error
         return None
 
+    # -- statistics ----------------------------------------------------------------------
+
+    def server_stats(self) -> dict[str, dict[str, int | float | str]]:
+        """Return each server's own counters (memcached's ``stats``), by server name.
+
+        ``curr_items``, ``bytes``, ``get_hits``, ``get_misses``, ``evictions`` and the rest,
+        for every namespace (memcached cannot tell them apart) and whatever else the
+        server holds. A server that cannot be reached maps to an empty mapping.
+
+        :raises: the first failure, when no server answered.
+        """
+        report: dict[str, dict[str, int | float | str]] = {}
+        error: BaseException | None = None
+        for server in self.pool.servers:
+            try:
+                raw = server.call("stats")
+            except self.pool.errors as exc:
+                self.pool.failed(server, exc)
+                error = error or exc
+                report[server.name] = {}
+                continue
+            self.pool.succeeded(server)
+            report[server.name] = {
+                _text(name): value if isinstance(value, int | float) else _text(value)
+                for name, value in raw.items()
+            }
+        if error is not None and not any(report.values()):
+            raise error
+        return report
+
     # -- locks ---------------------------------------------------------------------------
 
     def _lock_server(self, key: str) -> Server:
@@ -577,6 +607,10 @@ class MemcachedBackend(CacheBackend):
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> MemcachedBackend:

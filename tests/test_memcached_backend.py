@@ -865,6 +865,61 @@ def test_records_round_trip_and_garbage_is_refused() -> None:
         ScopeState.decode(b"garbage")
 
 
+# -- server statistics ---------------------------------------------------------------------
+
+
+def test_server_stats_reports_each_servers_own_counters(
+    memcached_servers: Callable[[int], list[MemcachedServer]],
+) -> None:
+    servers = memcached_servers(2)
+    backend = connect(pool_url(servers))
+    keys = [key() for _ in range(40)]
+    backend.set_many(dict.fromkeys(keys, b"v" * 100), 600)
+    backend.get_many([*keys, key()])
+    stats = backend.server_stats()
+    assert list(stats) == [server.address for server in servers]
+    for server in servers:
+        counters = stats[server.address]
+        truth = server.stats()
+        assert counters["curr_items"] == truth["curr_items"] > 0  # entries and records
+        assert counters["bytes"] == truth["bytes"] > 0
+        for name in ("get_hits", "get_misses", "evictions"):
+            assert isinstance(counters[name], int)
+        assert isinstance(counters["version"], str)
+    entries_found = sum(int(stats[s.address]["get_hits"]) for s in servers)
+    assert entries_found >= 40
+
+
+def test_server_stats_of_a_pool_with_a_dead_server_reports_the_others(
+    memcached_servers: Callable[[int], list[MemcachedServer]],
+) -> None:
+    servers = memcached_servers(2)
+    backend = connect(pool_url(servers, "timeout=0.5"))
+    servers[0].stop()
+    stats = backend.server_stats()
+    assert stats[servers[0].address] == {}
+    assert stats[servers[1].address]["curr_items"] == 0
+    servers[1].stop()
+    with pytest.raises((OSError, MemcacheError)):
+        backend.server_stats()
+
+
+def test_llmcache_stats_shows_memcached_server_counters(memcached_server: MemcachedServer) -> None:
+    from llmcache.inventory import inspect_store, open_store
+
+    backend = connect(memcached_server.url)
+    backend.set(key(), b"v", 600)
+    tier = open_store(memcached_server.url)
+    try:
+        report = inspect_store(tier).as_dict()
+    finally:
+        tier.backend.close()
+    assert report["listable"] is False
+    counters = report["servers"][memcached_server.address]
+    assert counters["curr_items"] == memcached_server.items() >= 1
+    assert counters["bytes"] > 0
+
+
 # -- locks ---------------------------------------------------------------------------------
 
 
