@@ -50,14 +50,14 @@ DEFAULT_MAX_RULES = 64
 
 
 def _new_gen() -> int:
-    return secrets.randbits(64) | 1  # never 0: 0 tags values written outside any scope
+    return secrets.randbits(64) | 1  # never 0: a zeroed header never carries a live tag
 
 
 class Rule:
     """One recorded clear.
 
     :param seq: the record's ``seq`` that this clear produced.
-    :param pattern: the glob over physical keys, or ``None`` for every key of the scope.
+    :param pattern: the glob over physical keys, or ``None`` for every key of the record.
     :param cutoff: entries created at or before this Unix time; ``None`` for any age.
     :param applied: when the clear was recorded (the clearing process's clock).
     """
@@ -168,7 +168,7 @@ class ScopeState:
     ) -> ScopeState:
         """Return this record after ``clear(pattern, cutoff)``.
 
-        :param pattern: a glob over physical keys, ``None`` for the whole scope.
+        :param pattern: a glob over physical keys, ``None`` for every key of the record.
         :param cutoff: only entries created at or before this time; ``None`` for any age.
         """
         seq = self.seq + 1
@@ -217,7 +217,7 @@ class ScopeState:
 
 
 def fresh_state() -> ScopeState:
-    """Return a record for a scope that has none: a new generation, no rules."""
+    """Return a record for a key that holds none: a new generation, no rules."""
     return ScopeState(_new_gen(), 1, 0.0)
 
 
