@@ -13,13 +13,16 @@ loading the plugin work without it. Every client:
 from __future__ import annotations
 
 import functools
+import queue
+import threading
+import time
 from typing import Any
 
 from llmcache.errors import MissingExtraError
 
 from .urls import RedisURL
 
-__all__ = ["async_client", "require_redis", "sync_client"]
+__all__ = ["IdleStack", "async_client", "require_redis", "sync_client"]
 
 
 def require_redis(scheme: str = "redis") -> None:
@@ -67,6 +70,55 @@ def _pool_options(url: RedisURL, timeout: float, *, aio: bool) -> dict[str, Any]
     return options
 
 
+class IdleStack:
+    """The idle connections of a sync pool: ``queue.LifoQueue``'s part that redis-py uses.
+
+    ``redis.BlockingConnectionPool`` takes and returns every connection through its queue,
+    and ``LifoQueue`` enters a lock and a condition on both, for each command. Under the
+    GIL a list's ``pop`` and ``append`` are atomic, so here a connection is taken and
+    returned without either; only a caller that finds the stack empty waits (up to the
+    pool's timeout) on a condition, which a return signals when someone waits.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.queue: list[Any] = []  # the pool reads it to list its idle connections
+        self._returned = threading.Condition(threading.Lock())
+        self._waiting = 0
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Take the most recently returned item, waiting up to ``timeout`` seconds."""
+        try:
+            return self.queue.pop()
+        except IndexError:
+            if not block:
+                raise queue.Empty from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._returned:
+            self._waiting += 1  # before looking again: a return after this notifies
+            try:
+                while True:
+                    try:
+                        return self.queue.pop()
+                    except IndexError:  # empty, or a caller outside the lock was first
+                        pass
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise queue.Empty
+                    self._returned.wait(left)
+            finally:
+                self._waiting -= 1
+
+    def put_nowait(self, item: Any) -> None:
+        """Return an item (a connection, or ``None``: a slot for a new one)."""
+        if len(self.queue) >= self.maxsize:
+            raise queue.Full
+        self.queue.append(item)
+        if self._waiting:
+            with self._returned:
+                self._returned.notify()
+
+
 def sync_client(url: RedisURL, timeout: float) -> Any:
     """Return a ``redis.Redis`` or ``redis.cluster.RedisCluster``.
 
@@ -77,7 +129,9 @@ def sync_client(url: RedisURL, timeout: float) -> Any:
     from redis.retry import Retry
 
     if not url.cluster:
-        pool = redis.BlockingConnectionPool(**_pool_options(url, timeout, aio=False))  # type: ignore[no-untyped-call]
+        pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+            queue_class=IdleStack, **_pool_options(url, timeout, aio=False)
+        )
         return redis.Redis(connection_pool=pool)
     from redis.cluster import ClusterNode, RedisCluster
 
@@ -86,7 +140,9 @@ def sync_client(url: RedisURL, timeout: float) -> Any:
         retry=Retry(NoBackoff(), 0),
         max_connections=url.pool_size,
         # wait at most the timeout for a free connection, as on one server
-        connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=timeout),
+        connection_pool_class=functools.partial(
+            redis.BlockingConnectionPool, timeout=timeout, queue_class=IdleStack
+        ),
         **_socket_options(url, timeout),
     )
 
@@ -115,24 +171,37 @@ def async_client(url: RedisURL, timeout: float) -> Any:
 
 @functools.cache
 def _fast_blocking_pool_class() -> Any:
-    """redis.asyncio's blocking pool, without its waiting machinery when a connection is idle.
+    """redis.asyncio's blocking pool, without its waiting machinery when nobody waits.
 
-    ``BlockingConnectionPool.get_connection`` enters a condition and a timeout scope on
-    every call, which made an asyncio hit about 20 % slower than with the plain pool. The
-    plain pool, though, fails at once when all connections are busy, and a burst of tasks
-    would then trip the circuit breaker. This pool takes an idle connection the plain way
-    and waits (up to the timeout) only when there is none.
+    ``BlockingConnectionPool`` enters a condition and a timeout scope to take a connection
+    and the condition again to return it, on every command: an asyncio hit cost about 20 %
+    more than with the plain pool. The plain pool, though, fails at once when all
+    connections are busy, and a burst of tasks would then trip the circuit breaker. This
+    pool takes an idle connection the plain way and waits (up to the timeout) only when
+    there is none; a connection goes back the plain way unless a task is waiting for one.
     """
     from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
     from redis.exceptions import MaxConnectionsError
 
     class FastBlockingConnectionPool(BlockingConnectionPool):
+        _waiting = 0  # tasks in the blocking path; asyncio runs one task at a time
+
         async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-            if getattr(self, "_available_connections", None):
+            if self._available_connections:
                 try:
                     return await ConnectionPool.get_connection(self, *args, **kwargs)  # type: ignore[no-untyped-call]
                 except MaxConnectionsError:  # another task took the idle one meanwhile
                     pass
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            self._waiting += 1
+            try:
+                return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            finally:
+                self._waiting -= 1
+
+        async def release(self, connection: Any) -> None:
+            if self._waiting:
+                await super().release(connection)  # and wake a waiting task
+            else:
+                await ConnectionPool.release(self, connection)
 
     return FastBlockingConnectionPool
