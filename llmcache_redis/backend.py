@@ -32,6 +32,7 @@ from .layout import (
     lock_key,
 )
 from .urls import RedisURL, parse_redis_url
+from .wire import pack_get, pack_mget, write_now
 
 __all__ = ["AsyncRedisBackend", "RedisBackend"]
 
@@ -93,6 +94,7 @@ class RedisBackend(_Layout, CacheBackend):
     def __init__(self, url: str | RedisURL, *, timeout: float = 1.0) -> None:
         super().__init__(url, timeout=timeout)
         self._redis: Any = None  # redis.Redis or redis.cluster.RedisCluster, built on first use
+        self._pool: Any = None  # on one server, the client's pool, for reads (see .wire)
         self._connecting = threading.Lock()
 
     @property
@@ -103,19 +105,29 @@ class RedisBackend(_Layout, CacheBackend):
             with self._connecting:
                 if self._redis is None:
                     self._redis = sync_client(self.url, self.timeout)
+                    self._pool = getattr(self._redis, "connection_pool", None)
                 client = self._redis
         return client
 
     def get(self, key: str) -> bytes | None:
-        return (self._redis or self.client).get(key)  # type: ignore[no-any-return]
+        return self._request(pack_get(key))  # type: ignore[no-any-return]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return self._mget(self._redis or self.client, keys)
+        return self._request(pack_mget(keys))  # type: ignore[no-any-return]
 
-    def _mget(self, client: Any, keys: Sequence[str]) -> list[bytes | None]:
-        return client.mget(keys)  # type: ignore[no-any-return]
+    def _request(self, request: bytes) -> Any:
+        """Send one packed command on a pooled connection and return its reply."""
+        pool = self._pool
+        if pool is None:
+            pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command((request,))
+            return connection.read_response()
+        finally:
+            pool.release(connection)
 
     def set(
         self, key: str, value: bytes, ttl: float | None, *, created: float | None = None
@@ -233,7 +245,7 @@ class RedisBackend(_Layout, CacheBackend):
 
     def close(self) -> None:
         with self._connecting:
-            client, self._redis = self._redis, None
+            client, self._redis, self._pool = self._redis, None, None
         if client is not None:
             client.close()
 
@@ -254,6 +266,7 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
     def __init__(self, url: str | RedisURL, *, timeout: float = 1.0) -> None:
         super().__init__(url, timeout=timeout)
         self._redis: Any = None
+        self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -262,18 +275,29 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
         loop = asyncio.get_running_loop()
         if self._redis is None or self._loop is not loop:
             self._redis, self._loop = async_client(self.url, self.timeout), loop
+            self._pool = getattr(self._redis, "connection_pool", None)
         return self._redis
 
     async def get(self, key: str) -> bytes | None:
-        return await self.client.get(key)  # type: ignore[no-any-return]
+        return await self._request(pack_get(key))  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return await self._mget(self.client, keys)
+        return await self._request(pack_mget(keys))  # type: ignore[no-any-return]
 
-    async def _mget(self, client: Any, keys: Sequence[str]) -> list[bytes | None]:
-        return await client.mget(keys)  # type: ignore[no-any-return]
+    async def _request(self, request: bytes) -> Any:
+        """Send one packed command on a pooled connection and return its reply."""
+        pool = self._pool
+        if pool is None or self._loop is not asyncio.get_running_loop():
+            pool = self.client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            if not write_now(connection, request):
+                await connection.send_packed_command((request,))
+            return await connection.read_response()
+        finally:
+            await pool.release(connection)
 
     async def set(
         self, key: str, value: bytes, ttl: float | None, *, created: float | None = None
@@ -352,6 +376,6 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
         await self.client.eval(UNLOCK_SCRIPT, 1, lock_key(name), token)
 
     async def close(self) -> None:
-        client, self._redis = self._redis, None
+        client, self._redis, self._pool = self._redis, None, None
         if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()

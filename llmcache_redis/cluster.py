@@ -77,8 +77,15 @@ class RedisClusterBackend(_ClusterLayout, RedisBackend):
     :param timeout: seconds allowed for each connect, read and write.
     """
 
-    def _mget(self, client: Any, keys: Sequence[str]) -> list[bytes | None]:
-        return client.mget_nonatomic(keys)  # type: ignore[no-any-return]
+    # redis-py's own path: it knows each key's node and follows the cluster's redirections
+
+    def get(self, key: str) -> bytes | None:
+        return (self._redis or self.client).get(key)  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return (self._redis or self.client).mget_nonatomic(keys)  # type: ignore[no-any-return]
 
     def _scan(self, client: Any, step: Scan) -> tuple[Any, list[bytes]]:
         if step.state is None:
@@ -102,8 +109,13 @@ class AsyncRedisClusterBackend(_ClusterLayout, AsyncRedisBackend):
     :param timeout: seconds allowed for each connect, read and write.
     """
 
-    async def _mget(self, client: Any, keys: Sequence[str]) -> list[bytes | None]:
-        return await client.mget_nonatomic(keys)  # type: ignore[no-any-return]
+    async def get(self, key: str) -> bytes | None:
+        return await self.client.get(key)  # type: ignore[no-any-return]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return await self.client.mget_nonatomic(keys)  # type: ignore[no-any-return]
 
     async def _scan(self, client: Any, step: Scan) -> tuple[Any, list[bytes]]:
         if step.state is None:

@@ -9,6 +9,7 @@ server dies, and entries shared between processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -158,21 +159,26 @@ class ServerStats:
 
 
 class Writes:
-    """Count the requests redis-py writes to its sockets (one write, one round trip)."""
+    """Count the requests written to the sockets (one write, one round trip): each
+    ``send_packed_command`` of a sync connection, each write to an asyncio stream (which
+    redis-py's async connections and the backend's own reads both go through)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        import redis.asyncio.connection as aconn
         import redis.connection as conn
 
-        for cls in (conn.AbstractConnection, aconn.AbstractConnection):
-            original = cls.send_packed_command
+        for cls, name in (
+            (conn.AbstractConnection, "send_packed_command"),
+            (asyncio.StreamWriter, "write"),
+            (asyncio.StreamWriter, "writelines"),
+        ):
+            original = getattr(cls, name)
 
             def counting(self_: Any, *args: Any, _original: Any = original, **kw: Any) -> Any:
                 self.count += 1
                 return _original(self_, *args, **kw)
 
-            monkeypatch.setattr(cls, "send_packed_command", counting)
+            monkeypatch.setattr(cls, name, counting)
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
@@ -472,6 +478,104 @@ def test_set_many_writes_values_and_index_in_one_round_trip(
     assert calls["set"] == 100
     assert calls["zadd"] == 2  # the namespace's creation and expiry sets
     assert sent == len(stats.admins)
+
+
+# -- reads on one server: requests the backend packs itself ---------------------------------
+
+AWKWARD_KEYS = [
+    "llmcache:t:caf\u00e9 \u2615",  # UTF-8, as redis-py encodes keys
+    "llmcache:t:two words",
+    "llmcache:t:line\r\nbreak",  # protocol characters inside a key are only bytes
+    "llmcache:t:" + "x" * 5000,
+    "llmcache:t:",
+]
+
+
+def test_awkward_keys_read_back_what_redis_py_wrote(redis_server: RedisServer) -> None:
+    backend = from_url(redis_server.url + "/4")
+    values = {key: f"v{i}".encode() for i, key in enumerate(AWKWARD_KEYS)}
+    backend.set_many(values, 60)  # written through redis-py's own command packing
+    for key, value in values.items():
+        assert backend.get(key) == value
+    assert backend.get_many([*values, pkey()]) == [*values.values(), None]
+    backend.close()
+
+
+async def test_async_awkward_keys_read_back_what_redis_py_wrote(redis_server: RedisServer) -> None:
+    backend = async_from_url(redis_server.url + "/4")
+    values = {key: f"a{i}".encode() for i, key in enumerate(AWKWARD_KEYS)}
+    await backend.set_many(values, 60)
+    for key, value in values.items():
+        assert await backend.get(key) == value
+    assert await backend.get_many([*values, pkey()]) == [*values.values(), None]
+    await backend.close()
+
+
+async def test_async_get_many_of_a_large_request_waits_for_the_socket(
+    redis_server: RedisServer,
+) -> None:
+    backend = async_from_url(redis_server.url + "/4")
+    keys = [pkey() + "-" + "k" * 200 for _ in range(2000)]  # about 500 KB of MGET
+    await backend.set_many(dict.fromkeys(keys[::3], b"v"), 60)
+    expected = [b"v" if i % 3 == 0 else None for i in range(len(keys))]
+    assert await backend.get_many(keys) == expected
+    assert await backend.get(keys[0]) == b"v"  # the connection is in step afterwards
+    await backend.close()
+
+
+async def test_a_cancelled_async_read_never_leaves_its_reply_for_the_next_one(
+    redis_server: RedisServer,
+) -> None:
+    backend = async_from_url(redis_server.url + "/4?pool_size=1")
+    values = {pkey(): uuid.uuid4().bytes for _ in range(20)}
+    await backend.set_many(values, 60)
+    keys = list(values)
+    cancelled = 0
+    for i in range(300):
+        key = keys[i % len(keys)]
+        task = asyncio.ensure_future(backend.get(key))
+        for _ in range(i % 4):  # cancel it before, while or after it is sent
+            await asyncio.sleep(0)
+        cancelled += task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            assert await task == values[key]
+        other = keys[(i + 7) % len(keys)]
+        assert await backend.get(other) == values[other]
+    assert cancelled > 0
+    await backend.close()
+
+
+def test_a_read_of_a_key_of_another_type_raises_and_the_connection_stays_usable(
+    redis_server: RedisServer,
+) -> None:
+    backend = from_url(redis_server.url + "/4?pool_size=1")
+    admin = redis.Redis(port=redis_server.port, db=4)
+    listed, key = pkey(), pkey()
+    admin.rpush(listed, "x")
+    backend.set(key, b"v", 60)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        backend.get(listed)
+    assert backend.get(key) == b"v"
+    admin.delete(listed)
+    admin.close()
+    backend.close()
+
+
+def test_a_sync_call_waits_at_most_the_timeout_for_a_free_connection(
+    redis_server: RedisServer,
+) -> None:
+    backend = from_url(redis_server.url + "/4?pool_size=1", timeout=0.3)
+    key = pkey()
+    backend.set(key, b"v", 60)
+    pool = backend.client.connection_pool
+    held = pool.get_connection()  # the pool's only connection, busy elsewhere
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError, match="No connection available"):
+        backend.get(key)
+    assert 0.25 < time.monotonic() - started < 0.9
+    threading.Timer(0.1, pool.release, (held,)).start()
+    assert backend.get(key) == b"v"  # waited for the connection to come back
+    backend.close()
 
 
 def test_ttl_is_set_in_milliseconds_and_forever_has_none(
