@@ -210,11 +210,20 @@ class Engine:
         return served
 
     def fresh_response(
-        self, response: Any, adapter: EndpointAdapter, key: str, *, stream: bool = False
+        self,
+        response: Any,
+        adapter: EndpointAdapter,
+        key: str,
+        *,
+        stream: bool = False,
+        payload: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Count what the provider's prompt cache reported and mark a live response."""
+        """Count what the provider's prompt cache reported and mark a live response.
+
+        :param payload: the response as plain data, when the caller has it already.
+        """
         if not stream:
-            self.count_provider_cache(adapter, dump(response))
+            self.count_provider_cache(adapter, dump(response) if payload is None else payload)
         return mark(response, hit=False, key=key)
 
     def count_provider_cache(self, adapter: EndpointAdapter, payload: Mapping[str, Any]) -> None:
@@ -262,7 +271,8 @@ class Engine:
         if not coalesced and other is None:
             self.stats.miss()
             self.emit("llmcache_on_miss", plan, None, started)
-            return self.fresh_response(outcome.response, adapter, plan.key)
+            payload = outcome.entry.payload if outcome.entry.kind == "response" else None
+            return self.fresh_response(outcome.response, adapter, plan.key, payload=payload)
         tier = other.tier if other is not None and not coalesced else None
         value = other.value if other is not None and not stream else None
         return self.hit(

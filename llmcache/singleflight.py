@@ -20,9 +20,15 @@ class _Call(Generic[T]):
     __slots__ = ("done", "error", "result")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        # held by the leader until the call is over: waiters block on acquiring it
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result: T | None = None
         self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        with self.done:
+            pass
 
 
 class SingleFlight(Generic[T]):
@@ -43,7 +49,7 @@ class SingleFlight(Generic[T]):
             if call is None:
                 call = self._calls[key] = _Call()
         if not leader:
-            call.done.wait()
+            call.wait()
             if call.error is not None:
                 raise call.error
             return call.result, True  # type: ignore[return-value]
@@ -56,7 +62,7 @@ class SingleFlight(Generic[T]):
         finally:
             with self._lock:
                 del self._calls[key]
-            call.done.set()
+            call.done.release()
 
 
 class AsyncSingleFlight(Generic[T]):
