@@ -117,12 +117,6 @@ class Codec:
 
     def encode(self, entry: Entry) -> bytes:
         """Return the bytes to store for ``entry``."""
-        body: Any = msgpack.packb(entry.payload)
-        codec = _RAW
-        if len(body) > self.compress_threshold:
-            body, codec = zlib.compress(body, 6), _ZLIB
-        elif self._signing_key is None:  # one unpack on the hit path instead of two
-            body, codec = entry.payload, _INLINE
         header = [
             entry.key,
             entry.created,
@@ -131,8 +125,16 @@ class Codec:
             entry.model,
             entry.prompt_tokens,
             entry.completion_tokens,
-            codec,
+            _INLINE,
         ]
+        if self._signing_key is None:  # the payload inline: one unpack on the hit path
+            data: bytes = msgpack.packb([MAGIC, VERSION, header, entry.payload, b""])
+            if len(data) <= self.compress_threshold:
+                return data
+        body: bytes = msgpack.packb(entry.payload)
+        header[-1] = _RAW
+        if len(body) > self.compress_threshold:
+            body, header[-1] = zlib.compress(body, 6), _ZLIB
         signature = self._sign(header, body) if self._signing_key else b""
         return msgpack.packb([MAGIC, VERSION, header, body, signature])
 

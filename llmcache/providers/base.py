@@ -18,7 +18,7 @@ __all__ = ["EndpointAdapter", "Provider", "Usage", "dump", "usage_number"]
 
 def dump(obj: Any) -> dict[str, Any]:
     """Return an SDK object as plain JSON-compatible data (only the fields it was given)."""
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):
         return dict(obj)
     to_dict = getattr(obj, "to_dict", None)
     if to_dict is not None:
@@ -30,7 +30,7 @@ def usage_number(payload: Mapping[str, Any], *path: str) -> int:
     """Return the integer at ``payload[path[0]][path[1]]...``, or 0."""
     value: Any = payload
     for part in path:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict: skip the ABC check
             return 0
         value = value.get(part)
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
