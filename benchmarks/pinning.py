@@ -30,6 +30,7 @@ class Placement:
     measuring_cpu: int | None
     server_cpu: int | None
     round_trips_us: dict[str, float] = field(default_factory=dict)
+    spare_cpu: int | None = None  # a core the measuring process does not run on
 
     def describe(self) -> str:
         """Say where everything runs, and why."""
@@ -75,7 +76,7 @@ def place() -> Placement:
     mine, other = cores[0], cores[1]
     os.sched_setaffinity(0, {mine})
     if binary("redis-server") is None:
-        return Placement(mine, other)
+        return Placement(mine, other, spare_cpu=other)
     workdir = Path(tempfile.mkdtemp(prefix="llmcache-bench-pin-"))
     layouts = {"other CPU": other, "same CPU": mine}
     servers = {name: Redis(workdir / name.replace(" ", "-"), cpu) for name, cpu in layouts.items()}
@@ -92,4 +93,4 @@ def place() -> Placement:
         shutil.rmtree(workdir, ignore_errors=True)
     figures = {name: statistics.median(values) for name, values in found.items()}
     best = min(figures, key=figures.__getitem__)
-    return Placement(mine, layouts[best], figures)
+    return Placement(mine, layouts[best], figures, spare_cpu=other)
