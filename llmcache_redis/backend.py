@@ -151,12 +151,13 @@ class RedisBackend(_Layout, CacheBackend):
         if keys:
             self._remove(list(keys))
 
-    def _remove(self, keys: Sequence[str | bytes]) -> int:
+    def _remove(self, keys: Sequence[str | bytes], *, unindex: bool = True) -> int:
         client = self.client
         router = self._router(client)
         pipe = self._pipeline(client)
         counted = queue_unlink(pipe, keys, router)
-        queue_unindex(pipe, keys, router)
+        if unindex:
+            queue_unindex(pipe, keys, router)
         return sum(pipe.execute()[:counted])
 
     def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
@@ -175,8 +176,8 @@ class RedisBackend(_Layout, CacheBackend):
         match step:
             case Scan():
                 return self._scan(client, step)
-            case Remove(keys):
-                return self._remove(keys)
+            case Remove(keys, unindex):
+                return self._remove(keys, unindex=unindex)
             case Members(index, None, count):
                 return client.zrange(index.created, 0, count - 1)
             case Members(index, max_score, count):
@@ -321,12 +322,13 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
         if keys:
             await self._remove(list(keys))
 
-    async def _remove(self, keys: Sequence[str | bytes]) -> int:
+    async def _remove(self, keys: Sequence[str | bytes], *, unindex: bool = True) -> int:
         client = self.client
         router = self._router(client)
         pipe = self._pipeline(client)
         counted = queue_unlink(pipe, keys, router)
-        queue_unindex(pipe, keys, router)
+        if unindex:
+            queue_unindex(pipe, keys, router)
         return sum((await pipe.execute())[:counted])
 
     async def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
@@ -343,8 +345,8 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
         match step:
             case Scan():
                 return await self._scan(client, step)
-            case Remove(keys):
-                return await self._remove(keys)
+            case Remove(keys, unindex):
+                return await self._remove(keys, unindex=unindex)
             case Members(index, None, count):
                 return await client.zrange(index.created, 0, count - 1)
             case Members(index, max_score, count):

@@ -6,13 +6,17 @@ result; a backend drives it with blocking calls or awaits. Nothing here talks to
 
 - By glob: ``SCAN MATCH`` in batches of ``batch`` keys, each batch removed with ``UNLINK``
   and its index members dropped in the same round trip. Never ``KEYS``, never ``FLUSHDB``.
+  A whole namespace unlinks its index first, once, and then leaves it alone: an entry
+  stored meanwhile is indexed afresh, and one the scan then removes leaves a member that
+  pruning (or a later clear, whose ``UNLINK`` does not count it) drops.
 - By age: read only the namespace's creation-time index, never the values. For a whole
   namespace, ``ZRANGEBYSCORE`` returns exactly the entries to remove, oldest first; with a
   narrower glob, one ``ZSCAN MATCH`` pass over the index picks members by glob on the
   server and by creation time here (a score range with a glob filter would have to skip
   the kept members again on every page).
 - Everything (``clear()``): every ``llmcache:*`` key, the keys the "other" index knows, and
-  the indexes themselves. Other keys in the database are never touched.
+  the indexes themselves (so the batches leave the indexes alone). Other keys in the
+  database are never touched.
 """
 
 from __future__ import annotations
@@ -63,9 +67,11 @@ class Scan:
 
 @dataclass(frozen=True, slots=True)
 class Remove:
-    """``UNLINK`` entries and drop them from their indexes. Result: how many existed."""
+    """``UNLINK`` entries and, with ``unindex``, drop them from their indexes. Result: how
+    many existed."""
 
     keys: list[bytes]
+    unindex: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,19 +125,28 @@ def clear_plan(pattern: str | None, older_than: float | None, batch: int) -> Pla
         return _by_age(pattern, time.time() - older_than, batch)
     if pattern is None:
         return _everything(batch)
+    namespace = pattern_namespace(pattern)
+    if namespace is not None and pattern == namespace_glob(namespace):
+        return _whole_namespace(index_of(namespace), globs.to_redis(pattern), batch)
     return _by_glob(globs.to_redis(pattern), batch)
 
 
-def _by_glob(match: str, batch: int) -> Plan:
+def _by_glob(match: str, batch: int, *, unindex: bool = True) -> Plan:
     removed = 0
     state = None
     while True:
         state, keys = yield Scan(match, state, batch)
         keys = [key for key in keys if not is_internal(key)]
         if keys:
-            removed += yield Remove(keys)
+            removed += yield Remove(keys, unindex)
         if state is None:
             return removed
+
+
+def _whole_namespace(index: Index, match: str, batch: int) -> Plan:
+    # the index goes first: whatever is stored during the clear is indexed afresh
+    yield Unlink([index.created, index.expires])
+    return (yield from _by_glob(match, batch, unindex=False))
 
 
 def _buckets(batch: int) -> Generator[Step, Any, set[str | None]]:
@@ -145,7 +160,7 @@ def _buckets(batch: int) -> Generator[Step, Any, set[str | None]]:
 
 
 def _everything(batch: int) -> Plan:
-    removed = yield from _by_glob(globs.to_redis(ALL_KEYS_GLOB), batch)
+    removed = yield from _by_glob(globs.to_redis(ALL_KEYS_GLOB), batch, unindex=False)
     for bucket in (yield from _buckets(batch)):
         index = index_of(bucket)
         if bucket is None:

@@ -618,6 +618,32 @@ def test_clear_scans_and_unlinks_in_batches_never_keys_or_flushdb(
         stats.close()
 
 
+def test_clearing_a_whole_namespace_unlinks_its_index_once(
+    redis_server: RedisServer, redis_cluster: RedisCluster
+) -> None:
+    for url, ports in (
+        (redis_server.url + "/4?batch_size=100", [redis_server.port]),
+        (redis_cluster.url + "?batch_size=100", [n.port for n in redis_cluster.nodes]),
+    ):
+        backend, stats = from_url(url), ServerStats(ports)
+        raw: Any = backend.client  # type: ignore[attr-defined]
+        ns, other = fresh_namespace(), fresh_namespace()
+        index = index_of(ns)
+        old = time.time() - 3600
+        backend.set_many({pkey(ns): b"v" for _ in range(350)}, 600, created=old)
+        backend.set(pkey(other), b"v", 600, created=old)
+        stats.reset()
+        assert backend.clear(f"llmcache:{ns}:*") == 350
+        calls = stats.calls()
+        assert "zrem" not in calls  # the batches left the index alone: it went at once
+        assert raw.exists(index.created, index.expires) == 0
+        assert backend.clear(f"llmcache:{other}:*", older_than=60) == 1  # theirs is intact
+        backend.set(pkey(ns), b"v", 600, created=old)  # a later store is indexed afresh
+        assert backend.clear(f"llmcache:{ns}:*", older_than=60) == 1
+        backend.close()
+        stats.close()
+
+
 def test_glob_characters_in_a_cache_key_cannot_widen_a_clear(
     store: tuple[CacheBackend, ServerStats],
 ) -> None:
