@@ -591,6 +591,26 @@ def test_each_thread_reads_on_its_own_sqlite_connection(tmp_path: Path) -> None:
     assert backend.get("k") == b"v"  # usable again after close: it reconnects
 
 
+def test_a_sqlite_read_leaves_no_snapshot_open(tmp_path: Path) -> None:
+    # each thread reuses one cursor for its reads: a hit or a miss must still end its
+    # statement, or the connection would pin an old snapshot and hold checkpoints back
+    path = tmp_path / "c.db"
+    backend = from_url(f"sqlite:///{path}")
+    backend.set("llmcache:t:a", b"v", None)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        for key, value in (("llmcache:t:a", b"v"), ("llmcache:t:absent", None)):
+            assert backend.get(key) == value
+            other.execute("UPDATE llmcache_entries SET size = size")  # a frame in the WAL
+            busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            assert busy == 0, f"a read of {key} kept its snapshot"
+        backend.set("llmcache:t:a", b"w", None)
+        assert backend.get("llmcache:t:a") == b"w"  # the reused cursor sees the new write
+    finally:
+        other.close()
+        backend.close()
+
+
 # -- processes -----------------------------------------------------------------------------
 
 
