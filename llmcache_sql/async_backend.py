@@ -138,8 +138,11 @@ class AsyncSQLBackend(AsyncCacheBackend):
         """
         if not self._watched:
             return None
-        fd = watchdog.fileno_of(await conn.get_raw_connection())
-        return None if fd is None else watchdog.watchdog.arm(fd, self.config.timeout * WATCH_SHARE)
+        found = watchdog.socket_of(await conn.get_raw_connection())
+        if found is None:
+            return None
+        fd, inode = found
+        return watchdog.watchdog.arm(fd, self.config.timeout * WATCH_SHARE, inode)
 
     async def _run_batch(self, sql: str, rows: list[Any]) -> None:
         if self.config.family != "sqlite":

@@ -203,8 +203,11 @@ class SQLBackend(CacheBackend):
         """Bound a PostgreSQL call by the timeout on the client side (see watchdog)."""
         if not self._watched:
             return None
-        fd = watchdog.fileno_of(conn)
-        return None if fd is None else watchdog.watchdog.arm(fd, self.config.timeout)
+        found = watchdog.socket_of(conn)
+        if found is None:
+            return None
+        fd, inode = found
+        return watchdog.watchdog.arm(fd, self.config.timeout, inode)
 
     def _run(self, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> Any:
         """Run one statement on a connection of its own; return its rows or row count."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POOL_RECYCLE",
+    "POSITIONAL",
     "SQLITE_PRAGMAS",
     "WATCH_SHARE",
     "async_engine",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 WATCH_SHARE = 0.8  # asyncio: cut a late call's socket before the client cancels the call
+POSITIONAL = frozenset({"psycopg", "psycopg2"})  # drivers that take ``%s`` as well as ``%(name)s``
 POOL_RECYCLE = 1800  # seconds; servers drop idle connections (MySQL's wait_timeout)
 SQLITE_PRAGMAS = (
     # WAL makes a commit durable against a crash of the process, not of the machine:
@@ -64,6 +66,10 @@ def _engine_options(config: SQLConfig, *, is_async: bool) -> dict[str, Any]:
             # autocommit leaves nothing to roll back; an asyncio pool keeps its reset,
             # which also cleans up after a call cancelled by the tier's timeout
             options["pool_reset_on_return"] = None
+    if not is_async and config.driver is not None and config.driver.name in POSITIONAL:
+        # the statements then take a tuple of values, as on SQLite and MySQL: no dict to
+        # build per call, and nothing for psycopg to look up by name
+        options["paramstyle"] = "format"
     return options
 
 

@@ -23,9 +23,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Alarm", "Watchdog", "bounded_connect", "fileno_of", "watch_statements", "watchdog"]
+__all__ = [
+    "Alarm",
+    "Watchdog",
+    "bounded_connect",
+    "fileno_of",
+    "socket_of",
+    "watch_statements",
+    "watchdog",
+]
 
 _ALARM = "llmcache_alarm"  # where a statement's alarm waits in Connection.info
+_SOCKET = "llmcache_socket"  # a pooled connection's (fd, inode), in its record's info
 
 
 class Alarm:
@@ -37,9 +46,9 @@ class Alarm:
 
     __slots__ = ("armed", "deadline", "fd", "fired", "inode")
 
-    def __init__(self, fd: int, deadline: float) -> None:
+    def __init__(self, fd: int, deadline: float, inode: int | None) -> None:
         self.fd = fd
-        self.inode = _inode(fd)
+        self.inode = inode
         self.deadline = deadline
         self.armed = True
         self.fired = False
@@ -72,15 +81,21 @@ class Watchdog:
     """Shut down the sockets of calls that outlive their deadline."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # arm and disarm take the bare lock (cheaper than entering the Condition)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._heap: list[tuple[float, int, Alarm]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def arm(self, fd: int, seconds: float) -> Alarm:
-        """Cut ``fd``'s socket in ``seconds`` unless :meth:`disarm` comes first."""
-        alarm = Alarm(fd, time.monotonic() + seconds)
-        with self._cond:
+    def arm(self, fd: int, seconds: float, inode: int | None = None) -> Alarm:
+        """Cut ``fd``'s socket in ``seconds`` unless :meth:`disarm` comes first.
+
+        :param inode: the socket's inode, as :func:`socket_of` found it when the connection
+            was new; looked up now when not given.
+        """
+        alarm = Alarm(fd, time.monotonic() + seconds, _inode(fd) if inode is None else inode)
+        with self._lock:
             heapq.heappush(self._heap, (alarm.deadline, next(self._order), alarm))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -93,7 +108,7 @@ class Watchdog:
 
     def disarm(self, alarm: Alarm) -> bool:
         """Cancel ``alarm``; return whether it fired (the socket is then unusable)."""
-        with self._cond:
+        with self._lock:
             alarm.armed = False
             return alarm.fired
 
@@ -168,6 +183,22 @@ def fileno_of(connection: Any) -> int | None:
     return None if fileno is None else int(fileno())
 
 
+def socket_of(connection: Any) -> tuple[int, int | None] | None:
+    """Return the socket number and inode of a pooled connection, if it has a socket.
+
+    Both are looked up once per driver connection and kept in the pool's ``info`` for it
+    (which the pool empties when it replaces the driver connection): an ``fstat`` per
+    call would cost more than the rest of arming an alarm. The inode found while the
+    connection was new is the right one to check against should the number be reused.
+    """
+    info = connection.info
+    if _SOCKET not in info:
+        fd = fileno_of(connection)
+        info[_SOCKET] = None if fd is None else (fd, _inode(fd))
+    found: tuple[int, int | None] | None = info[_SOCKET]
+    return found
+
+
 def watch_statements(engine: Any, seconds: float) -> None:
     """Arm a deadline around every statement SQLAlchemy itself runs on ``engine``.
 
@@ -177,9 +208,9 @@ def watch_statements(engine: Any, seconds: float) -> None:
     from sqlalchemy import event
 
     def before(conn: Any, *_: Any) -> None:
-        fd = fileno_of(conn.connection)
-        if fd is not None:
-            conn.info[_ALARM] = watchdog.arm(fd, seconds)
+        found = socket_of(conn.connection)
+        if found is not None:
+            conn.info[_ALARM] = watchdog.arm(found[0], seconds, found[1])
 
     def after(conn: Any, *_: Any) -> None:
         alarm = conn.info.pop(_ALARM, None)
