@@ -11,6 +11,8 @@ straight on a DBAPI cursor:
 Writes are upserts. Expired rows are never read (the ``SELECT`` filters on ``expires``)
 and are deleted by a bounded purge (at most ``purge_batch`` rows, found through the
 ``expires`` index) that a write triggers at most once per ``purge_interval`` seconds.
+On SQLite a clear, too, deletes in short batches, so that it never holds the file's one
+write lock for long.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .schema import (
     storage_key,
     value_bytes,
 )
-from .statements import MANY_CHUNK, Statements, padded
+from .statements import MANY_CHUNK, Statements, is_literal, padded
 from .watchdog import Alarm
 
 __all__ = ["SQLBackend"]
@@ -47,6 +49,7 @@ __all__ = ["SQLBackend"]
 log = logging.getLogger("llmcache.sql")
 
 SCAN_PAGE = 500
+CLEAR_BATCH = 500  # rows one write of a SQLite clear removes (see _clear_in_batches)
 _LIVE: weakref.WeakSet[SQLBackend] = weakref.WeakSet()
 _ABANDONED: list[Any] = []  # connections inherited through fork(): never touched again
 
@@ -361,8 +364,34 @@ class SQLBackend(CacheBackend):
 
     def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
         statements = self._statements or self._prepare()
-        prepared = statements.clear(pattern, older_than, time.time())
+        now = time.time()
+        if self._threads is not None and (pattern is None or not is_literal(pattern)):
+            return self._clear_in_batches(statements, pattern, older_than, now)
+        prepared = statements.clear(pattern, older_than, now)
         return int(self._run(prepared.sql, prepared.args({})))
+
+    def _clear_in_batches(
+        self, statements: Statements, pattern: str | None, older_than: float | None, now: float
+    ) -> int:
+        """Clear on SQLite a batch at a time, so that no write holds the file's lock for long.
+
+        Other processes' writes wait for one batch at most, never for the whole clear;
+        each batch is bounded by the busy timeout on its own.
+        """
+        plan = statements.clear_batches(pattern, older_than, now, CLEAR_BATCH)
+        page = plan.first
+        after: dict[str, Any] = {}
+        removed = 0
+        while True:
+            rows = self._run(page.sql, page.args(after), fetch=True)
+            if not rows:
+                return removed
+            ids = [row[-1] for row in rows]
+            removed += int(self._run(plan.delete.sql, plan.delete.args(padded(ids, plan.batch))))
+            if len(rows) < plan.batch:
+                return removed
+            page = plan.next
+            after = dict(zip(plan.after, rows[-1], strict=True))
 
     def close(self) -> None:
         if self._threads is not None:

@@ -11,7 +11,7 @@ cursor (sync) or through ``exec_driver_sql`` (async): SQLAlchemy does the dialec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -26,12 +26,16 @@ from .schema import NAMESPACE_LIMIT, Schema, storage_key
 __all__ = [
     "LIKE_ESCAPE",
     "MANY_CHUNK",
+    "ClearBatches",
     "Prepared",
     "Statements",
+    "is_literal",
     "padded",
     "pattern_namespace",
     "to_glob",
 ]
+
+T = TypeVar("T")
 
 LIKE_ESCAPE = "!"  # not a backslash: MySQL treats backslashes specially in strings
 MANY_CHUNK = 256  # keys per multi-key statement
@@ -102,7 +106,8 @@ def pattern_namespace(pattern: str) -> str | None:
     return namespace
 
 
-def _is_literal(pattern: str) -> bool:
+def is_literal(pattern: str) -> bool:
+    """Return whether ``pattern`` has no wildcards (it names one key)."""
     return all(kind == "lit" for kind, _ in globs.tokens(pattern))
 
 
@@ -252,7 +257,7 @@ class Statements:
     def matches(self, pattern: str) -> sa.ColumnElement[bool]:
         """Return the condition "the row's full key matches the glob ``pattern``"."""
         t = self.schema.entries
-        if _is_literal(pattern):
+        if is_literal(pattern):
             key, full = storage_key(_literal(pattern), self.schema.key_limit)
             exact = t.c.full_key.is_(None) if full is None else t.c.full_key == full
             return sa.and_(t.c.key == key, exact)
@@ -266,13 +271,23 @@ class Statements:
         return full_key.like(like, escape=LIKE_ESCAPE)
 
     def where(
-        self, pattern: str | None, older_than: float | None, now: float
+        self,
+        pattern: str | None,
+        older_than: float | None,
+        now: float,
+        *,
+        by_namespace: bool = True,
     ) -> list[sa.ColumnElement[bool]]:
-        """Return the conditions of ``clear(pattern, older_than)``."""
+        """Return the conditions of ``clear(pattern, older_than)``.
+
+        :param by_namespace: add ``namespace = <the pattern's>`` when the pattern fixes it.
+            The glob decides on its own; this condition is there to let the
+            ``(namespace, created)`` index find the rows.
+        """
         t = self.schema.entries
         conditions: list[sa.ColumnElement[bool]] = []
         if pattern is not None:
-            namespace = pattern_namespace(pattern)
+            namespace = pattern_namespace(pattern) if by_namespace else None
             if namespace is not None:
                 conditions.append(t.c.namespace == namespace)
             if pattern != "*":
@@ -285,6 +300,44 @@ class Statements:
         """Return the ``DELETE`` of ``clear(pattern, older_than)`` (one statement)."""
         return self.prepare(
             sa.delete(self.schema.entries).where(*self.where(pattern, older_than, now))
+        )
+
+    def clear_batches(
+        self, pattern: str | None, older_than: float | None, now: float, batch: int
+    ) -> ClearBatches:
+        """Return the statements of ``clear(pattern, older_than)`` in batches (SQLite).
+
+        A page is a read: the next ``batch`` rows to remove, in the order of an index, after
+        the last row of the previous page (by ``(created, rowid)`` on the namespace's
+        index when the pattern fixes the namespace, else by ``rowid``); it takes no lock.
+        The ``DELETE`` then removes those rows by ``rowid``, checking the conditions again
+        (a row may have changed since it was read): the write lock is held for ``batch``
+        rows at most, never for a scan.
+        """
+        t = self.schema.entries
+        rowid = sa.literal_column("rowid", sa.Integer)
+        by_created = pattern is not None and pattern_namespace(pattern) is not None
+        order = [t.c.created, rowid] if by_created else [rowid]
+        names = ("after_created", "after_rowid")[-len(order) :]
+        after: list[sa.BindParameter[Any]] = [sa.bindparam(name) for name in names]
+        select = (
+            sa.select(*order)
+            .select_from(t)
+            .where(*self.where(pattern, older_than, now))
+            .order_by(*order)
+            .limit(batch)
+        )
+        later = sa.tuple_(*order) > sa.tuple_(*after) if by_created else rowid > after[0]
+        ids: list[sa.BindParameter[Any]] = [sa.bindparam(f"k{i}") for i in range(batch)]
+        # without the namespace condition, which would let SQLite pick the namespace's
+        # index (a scan under the write lock) over the rowids
+        again = self.where(pattern, older_than, now, by_namespace=False)
+        return ClearBatches(
+            first=self.prepare(select),
+            next=self.prepare(select.where(later)),
+            delete=self.prepare(sa.delete(t).where(rowid.in_(ids), *again)),
+            after=names,
+            batch=batch,
         )
 
     def scan(self, pattern: str | None, now: float, after: str | None, limit: int) -> Prepared:
@@ -302,6 +355,22 @@ class Statements:
         )
 
 
-def padded(keys: Sequence[str], width: int) -> dict[str, str]:
+class ClearBatches(NamedTuple):
+    """A clear in batches (see :meth:`Statements.clear_batches`).
+
+    :ivar first: the first page: the first ``batch`` rows to remove, each as its values of
+        the order's columns.
+    :ivar next: the next page, after the values ``after`` names (the previous page's last row).
+    :ivar delete: the ``DELETE`` of one page's rows by ``rowid`` (``k0``…, padded to ``batch``).
+    """
+
+    first: Prepared
+    next: Prepared
+    delete: Prepared
+    after: tuple[str, ...]
+    batch: int
+
+
+def padded(keys: Sequence[T], width: int) -> dict[str, T]:
     """Return ``k0``…``k<width-1>`` bound to ``keys``, the last one repeated as padding."""
     return {f"k{i}": keys[min(i, len(keys) - 1)] for i in range(width)}

@@ -611,6 +611,60 @@ def test_a_sqlite_read_leaves_no_snapshot_open(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_a_sqlite_clear_deletes_in_bounded_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llmcache_sql.backend.CLEAR_BATCH", 4)
+    backend = from_url(f"sqlite:///{tmp_path / 'c.db'}")
+    assert isinstance(backend, SQLBackend)
+    old = time.time() - 7200
+    backend.set_many({f"llmcache:a:{i:02d}": b"x" for i in range(0, 30, 2)}, None, created=old)
+    backend.set_many({f"llmcache:a:{i:02d}": b"x" for i in range(1, 30, 2)}, None)
+    backend.set_many({f"llmcache:b:{i:02d}": b"x" for i in range(10)}, None, created=old)
+    deleted: list[int] = []
+    run = backend._run
+
+    def spy(sql: str, args: Any, **kwargs: Any) -> Any:
+        result = run(sql, args, **kwargs)
+        if sql.startswith("DELETE"):
+            deleted.append(result)
+        return result
+
+    monkeypatch.setattr(backend, "_run", spy)
+    assert backend.clear("llmcache:a:*", older_than=3600) == 15  # by (namespace, created)
+    assert deleted == [4, 4, 4, 3]
+    assert backend.clear("llmcache:a:*7") == 3  # a sparse glob: the pages move on past misses
+    assert backend.clear("*:0?") == 4 + 10  # no namespace: pages in rowid order
+    assert backend.clear() == 8
+    assert all(count <= 4 for count in deleted)
+    assert rows_in(backend) == 0
+    backend.close()
+
+
+def test_a_sqlite_clear_batch_is_deleted_by_rowid_and_paged_by_an_index(tmp_path: Path) -> None:
+    backend = from_url(f"sqlite:///{tmp_path / 'c.db'}")
+    assert isinstance(backend, SQLBackend)
+    backend.set("llmcache:a:1", b"x", None)
+    statements = backend._statements
+    assert statements is not None
+    table = backend.schema.name
+    for pattern, index in (("llmcache:a:*", f"ix_{table}_ns_created"), ("*", "PRIMARY KEY")):
+        plan = statements.clear_batches(pattern, 60, time.time(), 100)
+        after = {"after_created": 0.0, "after_rowid": 0}
+        with backend.engine.connect() as conn:
+            page = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + plan.next.sql, plan.next.args(after)
+            ).all()
+            delete = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + plan.delete.sql,
+                plan.delete.args({f"k{i}": i for i in range(100)}),
+            ).all()
+        assert index in str(page)
+        assert "TEMP B-TREE" not in str(page)  # no sort: the pages follow the index's order
+        assert "INTEGER PRIMARY KEY (rowid=?)" in str(delete)  # never a scan under the lock
+    backend.close()
+
+
 # -- processes -----------------------------------------------------------------------------
 
 
