@@ -160,6 +160,9 @@ def _price(model: str, entry: object) -> Price:
     return Price(values["input"] or 0.0, values["output"] or 0.0, values["cached_input"])
 
 
+_RESOLVED_MAX = 4096
+
+
 class PriceTable:
     """The built-in prices with a client's overrides on top.
 
@@ -179,13 +182,21 @@ class PriceTable:
                 raise ConfigError(f"pricing keys must be model names, not {model!r}")
             self._prices[model] = _price(model, entry)
         self._warned: set[str] = set()
+        self._resolved: dict[str, Price | None] = {}  # names not in the table, looked up once
         self._lock = threading.Lock()
 
     def get(self, model: str | None) -> Price | None:
         """Return the price of ``model``, or ``None`` (logged once per model) if unknown."""
         if not model:
             return None
-        price = self._prices.get(model) or self._prices.get(_SNAPSHOT.sub("", model))
+        price = self._prices.get(model)
+        if price is not None:
+            return price
+        if model in self._resolved:  # a snapshot name seen before, or a model without a price
+            return self._resolved[model]
+        price = self._prices.get(_SNAPSHOT.sub("", model))
+        if len(self._resolved) < _RESOLVED_MAX:
+            self._resolved[model] = price
         if price is not None:
             return price
         with self._lock:
