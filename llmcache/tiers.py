@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from .backends.base import SyncToAsync
 from .breaker import CircuitBreaker
 from .codec import Codec, CorruptEntry, Entry
 from .errors import BackendError, ConfigError
@@ -54,6 +55,8 @@ class Tier:
     timeout: float
     breaker: CircuitBreaker
     inline: bool = False  # an async backend that never blocks: no timeout task needed
+    # an async client's in-process store that never blocks: its sync ``get``, called directly
+    direct_get: Callable[[str], Any] | None = None
 
     @property
     def max_ttl(self) -> float | None:
@@ -85,13 +88,14 @@ def build_tiers(
         if spec is None:
             spec = registry.backend(url.scheme.split("+", 1)[0])
         per_call = url.timeout or timeout
+        direct_get = None
         if is_async:
             if spec.async_factory is not None:
                 backend = spec.async_factory(url.url, timeout=per_call)
             else:
-                from .backends.base import SyncToAsync
-
                 backend = SyncToAsync(spec.factory(url.url, timeout=per_call))
+            if isinstance(backend, SyncToAsync) and not backend.in_thread:
+                direct_get = backend.backend.get
         else:
             backend = spec.factory(url.url, timeout=per_call)
         tiers.append(
@@ -103,6 +107,7 @@ def build_tiers(
                 timeout=per_call,
                 breaker=CircuitBreaker(failure_threshold, recovery_time),
                 inline=getattr(backend, "in_thread", True) is False,
+                direct_get=direct_get,
             )
         )
     return tiers
@@ -569,8 +574,11 @@ class AsyncTiers(_TierLogic):
         data = FAILED
         if not self._skip(tier, scope):
             try:
-                call = tier.backend.get(pkey)
-                data = await (call if tier.inline else _bounded(call, tier.timeout))
+                if tier.direct_get is not None:
+                    data = tier.direct_get(pkey)
+                else:
+                    call = tier.backend.get(pkey)
+                    data = await (call if tier.inline else _bounded(call, tier.timeout))
             except Exception as exc:
                 self._failed(tier, exc, scope)
             else:
