@@ -55,8 +55,8 @@ class Tier:
     timeout: float
     breaker: CircuitBreaker
     inline: bool = False  # an async backend that never blocks: no timeout task needed
-    # an async client's in-process store that never blocks: its sync ``get``, called directly
-    direct_get: Callable[[str], Any] | None = None
+    # an async client's in-process store that never blocks: the sync store, called directly
+    direct: Any = None
 
     @property
     def max_ttl(self) -> float | None:
@@ -88,14 +88,14 @@ def build_tiers(
         if spec is None:
             spec = registry.backend(url.scheme.split("+", 1)[0])
         per_call = url.timeout or timeout
-        direct_get = None
+        direct = None
         if is_async:
             if spec.async_factory is not None:
                 backend = spec.async_factory(url.url, timeout=per_call)
             else:
                 backend = SyncToAsync(spec.factory(url.url, timeout=per_call))
             if isinstance(backend, SyncToAsync) and not backend.in_thread:
-                direct_get = backend.backend.get
+                direct = backend.backend
         else:
             backend = spec.factory(url.url, timeout=per_call)
         tiers.append(
@@ -107,7 +107,7 @@ def build_tiers(
                 timeout=per_call,
                 breaker=CircuitBreaker(failure_threshold, recovery_time),
                 inline=getattr(backend, "in_thread", True) is False,
-                direct_get=direct_get,
+                direct=direct,
             )
         )
     return tiers
@@ -478,7 +478,7 @@ class Tiers(_TierLogic):
         returned straight from one guarded read."""
         tier = tiers[0]
         data = FAILED
-        if not self._skip(tier, scope):
+        if not self._skip(tier, scope):  # Op and call() inlined: this is the hit path
             try:
                 data = tier.backend.get(pkey)
             except Exception as exc:
@@ -553,8 +553,11 @@ class AsyncTiers(_TierLogic):
         if self._skip(tier, scope):
             return FAILED
         try:
-            call = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
-            result = await (call if tier.inline else _bounded(call, tier.timeout))
+            if tier.direct is not None:
+                result = getattr(tier.direct, op.method)(*op.args, **op.kwargs)
+            else:
+                call = getattr(tier.backend, op.method)(*op.args, **op.kwargs)
+                result = await (call if tier.inline else _bounded(call, tier.timeout))
         except Exception as exc:
             self._failed(tier, exc, scope)
             return FAILED
@@ -572,10 +575,10 @@ class AsyncTiers(_TierLogic):
         """The asyncio twin of :meth:`Tiers.lookup`."""
         tier = tiers[0]
         data = FAILED
-        if not self._skip(tier, scope):
+        if not self._skip(tier, scope):  # Op and call() inlined: this is the hit path
             try:
-                if tier.direct_get is not None:
-                    data = tier.direct_get(pkey)
+                if tier.direct is not None:
+                    data = tier.direct.get(pkey)
                 else:
                     call = tier.backend.get(pkey)
                     data = await (call if tier.inline else _bounded(call, tier.timeout))
