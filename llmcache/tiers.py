@@ -55,6 +55,7 @@ class Tier:
     timeout: float
     breaker: CircuitBreaker
     inline: bool = False  # an async backend that never blocks: no timeout task needed
+    bounded_get: bool = False  # an async backend whose get keeps to the timeout by itself
     # an async client's in-process store that never blocks: the sync store, called directly
     direct: Any = None
 
@@ -107,6 +108,7 @@ def build_tiers(
                 timeout=per_call,
                 breaker=CircuitBreaker(failure_threshold, recovery_time),
                 inline=getattr(backend, "in_thread", True) is False,
+                bounded_get=getattr(backend, "bounds_reads", False) is True,
                 direct=direct,
             )
         )
@@ -581,7 +583,8 @@ class AsyncTiers(_TierLogic):
                     data = tier.direct.get(pkey)
                 else:
                     call = tier.backend.get(pkey)
-                    data = await (call if tier.inline else _bounded(call, tier.timeout))
+                    direct = tier.inline or tier.bounded_get
+                    data = await (call if direct else _bounded(call, tier.timeout))
             except Exception as exc:
                 self._failed(tier, exc, scope)
             else:

@@ -263,6 +263,7 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
 
     shared = True
     supports_locks = True
+    bounds_reads = True  # the pool wait, connect, write and read each keep to the timeout
 
     def __init__(self, url: str | RedisURL, *, timeout: float = 1.0) -> None:
         super().__init__(url, timeout=timeout)

@@ -114,9 +114,16 @@ class CacheBackend(ABC):
 
 
 class AsyncCacheBackend(ABC):
-    """The asyncio twin of :class:`CacheBackend`: the same methods, as coroutines."""
+    """The asyncio twin of :class:`CacheBackend`: the same methods, as coroutines.
+
+    The core bounds every call by the tier's timeout with a task of its own. A backend whose
+    ``get`` already gives up within the timeout it was built with (each wait for a pooled
+    connection, connect, write and read bounded by it) sets ``bounds_reads = True``: the
+    hit path then awaits its ``get`` directly, without that task.
+    """
 
     shared: ClassVar[bool] = False
+    bounds_reads: ClassVar[bool] = False
 
     @abstractmethod
     async def get(self, key: str) -> bytes | None:
