@@ -596,13 +596,20 @@ def test_ttl_is_set_in_milliseconds_and_forever_has_none(
 # -- clear -----------------------------------------------------------------------------------
 
 
+def _small_batch_targets(
+    redis_server: RedisServer, redis_cluster: RedisCluster
+) -> list[tuple[str, list[int]]]:
+    """One server and the cluster, clearing 100 keys per batch, with the ports to watch."""
+    return [
+        (redis_server.url + "/4?batch_size=100", [redis_server.port]),
+        (redis_cluster.url + "?batch_size=100", [n.port for n in redis_cluster.nodes]),
+    ]
+
+
 def test_clear_scans_and_unlinks_in_batches_never_keys_or_flushdb(
     redis_server: RedisServer, redis_cluster: RedisCluster
 ) -> None:
-    for url, ports in (
-        (redis_server.url + "/4?batch_size=100", [redis_server.port]),
-        (redis_cluster.url + "?batch_size=100", [n.port for n in redis_cluster.nodes]),
-    ):
+    for url, ports in _small_batch_targets(redis_server, redis_cluster):
         backend, stats = from_url(url), ServerStats(ports)
         ns = fresh_namespace()
         backend.set_many({pkey(ns): b"v" for _ in range(1050)}, 600)
@@ -621,10 +628,7 @@ def test_clear_scans_and_unlinks_in_batches_never_keys_or_flushdb(
 def test_clearing_a_whole_namespace_unlinks_its_index_once(
     redis_server: RedisServer, redis_cluster: RedisCluster
 ) -> None:
-    for url, ports in (
-        (redis_server.url + "/4?batch_size=100", [redis_server.port]),
-        (redis_cluster.url + "?batch_size=100", [n.port for n in redis_cluster.nodes]),
-    ):
+    for url, ports in _small_batch_targets(redis_server, redis_cluster):
         backend, stats = from_url(url), ServerStats(ports)
         raw: Any = backend.client  # type: ignore[attr-defined]
         ns, other = fresh_namespace(), fresh_namespace()
