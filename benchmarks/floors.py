@@ -3,9 +3,10 @@
 A floor call computes the same key digest as the client (``request_digest`` of the same
 ``CacheRequest``), reads the same stored bytes with the store's raw driver (no llmcache
 code), unpacks them with msgpack (the envelope and the codec's inner body) and validates
-the payload into the SDK's ``ChatCompletion``. Everything llmcache does on top (options,
-planning, tiers, breakers, envelope checks, statistics, the ``cache_*`` attributes) is what
-the ratio against this floor measures.
+the payload into the SDK's ``ChatCompletion`` (``model_validate_json`` when the entry holds
+the response's JSON text, as entries written by a miss through the OpenAI SDK do).
+Everything llmcache does on top (options, planning, tiers, breakers, envelope checks,
+statistics, the ``cache_*`` attributes) is what the ratio against this floor measures.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = [
     "sync_floor",
 ]
 
-_ZLIB = 1  # the codec's compressed-body marker (last field of the envelope's header)
+_ZLIB, _INLINE = 1, 2  # the codec's body markers (last field of the envelope's header)
 _OPTIONS = CacheOptions()
 
 
@@ -56,13 +57,26 @@ class RawStore(Protocol):
 
 
 def decode_payload(data: bytes) -> Any:
-    """Unpack an llmcache entry's payload with msgpack alone (envelope, then inner body)."""
+    """Unpack an llmcache entry's payload with msgpack alone (envelope, then inner body).
+
+    :return: plain data, or the JSON text of a ``"json"`` entry.
+    """
     _magic, _version, header, body, _signature = msgpack.unpackb(data)
-    if isinstance(body, bytes):
+    if header[-1] != _INLINE:
         if header[-1] == _ZLIB:
             body = zlib.decompress(body)
         body = msgpack.unpackb(body)
     return body
+
+
+def _validator() -> Callable[[Any], ChatCompletion]:
+    """``model_validate`` for plain data, ``model_validate_json`` for JSON text."""
+    validate, validate_json = ChatCompletion.model_validate, ChatCompletion.model_validate_json
+
+    def build(payload: Any) -> ChatCompletion:
+        return validate_json(payload) if type(payload) is bytes else validate(payload)
+
+    return build
 
 
 def floor_key(params: Mapping[str, Any], namespace: str, provider: str) -> str:
@@ -75,7 +89,7 @@ def sync_floor(
     params: Mapping[str, Any], namespace: str, provider: str, get: Callable[[str], bytes | None]
 ) -> Callable[[], ChatCompletion]:
     """Return the floor call: digest, raw read, msgpack unpack, ``model_validate``."""
-    validate = ChatCompletion.model_validate
+    validate = _validator()
 
     def floor() -> ChatCompletion:
         request = CacheRequest("chat.completions", params, _OPTIONS, namespace, provider)
@@ -93,7 +107,7 @@ def async_floor(
     get: Callable[[str], Awaitable[bytes | None]],
 ) -> Callable[[], Awaitable[ChatCompletion]]:
     """The asyncio twin of :func:`sync_floor`."""
-    validate = ChatCompletion.model_validate
+    validate = _validator()
 
     async def floor() -> ChatCompletion:
         request = CacheRequest("chat.completions", params, _OPTIONS, namespace, provider)

@@ -35,8 +35,17 @@ class AsyncEngine(Engine):
         self.flight: AsyncSingleFlight[Outcome] = AsyncSingleFlight()
         self._refreshing: dict[str, asyncio.Task[Any]] = {}
 
-    async def call(self, endpoint: Endpoint, kwargs: Mapping[str, Any], upstream: Upstream) -> Any:
-        """Serve one call of ``endpoint`` whose upstream coroutine method is ``upstream``."""
+    async def call(
+        self,
+        endpoint: Endpoint,
+        kwargs: Mapping[str, Any],
+        upstream: Upstream,
+        raw: Upstream | None = None,
+    ) -> Any:
+        """Serve one call of ``endpoint`` whose upstream coroutine method is ``upstream``.
+
+        :param raw: the same method returning the SDK's raw response, where the SDK has one.
+        """
         started = time.perf_counter()
         params, plan = self.planner.plan(endpoint, kwargs)
         adapter = self.adapter(endpoint)
@@ -53,7 +62,7 @@ class AsyncEngine(Engine):
             if fresh:
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
             if self.revalidating(plan, found):
-                self._refresh(plan, adapter, params, upstream)
+                self._refresh(plan, adapter, params, upstream, raw)
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
@@ -68,7 +77,7 @@ class AsyncEngine(Engine):
             )
         try:
             outcome, coalesced = await self.flight.do(
-                plan.pkey, lambda: self._fetch(plan, adapter, params, upstream)
+                plan.pkey, lambda: self._fetch(plan, adapter, params, upstream, raw)
             )
         except Exception:
             stale = self.stale_within(plan, found, plan.directives.stale_if_error)
@@ -91,10 +100,15 @@ class AsyncEngine(Engine):
         return self.embedding_result(call, adapter, result, started)
 
     async def _fetch(
-        self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], upstream: Upstream
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        params: dict[str, Any],
+        upstream: Upstream,
+        raw: Upstream | None,
     ) -> Outcome:
-        steps = self.fetch_steps(plan, adapter, params)
-        return await self.tiers.run(steps, plan.scope, upstream)  # type: ignore[no-any-return]
+        steps = self.fetch_steps(plan, adapter, params, raw is not None)
+        return await self.tiers.run(steps, plan.scope, raw or upstream)  # type: ignore[no-any-return]
 
     async def _store(
         self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]
@@ -102,7 +116,12 @@ class AsyncEngine(Engine):
         await self.tiers.run(self.stream_store_steps(plan, adapter, chunks), plan.scope)
 
     def _refresh(
-        self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], upstream: Upstream
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        params: dict[str, Any],
+        upstream: Upstream,
+        raw: Upstream | None,
     ) -> None:
         if plan.pkey in self._refreshing:
             return
@@ -110,7 +129,8 @@ class AsyncEngine(Engine):
         async def refresh() -> None:
             try:
                 await self.flight.do(
-                    plan.pkey, lambda: self._fetch(plan, adapter, unstreamed(params), upstream)
+                    plan.pkey,
+                    lambda: self._fetch(plan, adapter, unstreamed(params), upstream, raw),
                 )
             except Exception:
                 log.warning("llmcache background refresh of %r failed", plan.key, exc_info=True)

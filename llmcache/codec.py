@@ -19,9 +19,11 @@ import hashlib
 import hmac
 import zlib
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import msgpack
+import orjson
 
 __all__ = ["COMPRESS_THRESHOLD", "VERSION", "Codec", "CorruptEntry", "Entry"]
 
@@ -42,9 +44,10 @@ class Entry:
     :param key: the physical key it was written for.
     :param created: Unix time of the upstream answer.
     :param expires: Unix time after which it is stale, or ``None``.
-    :param kind: ``"response"`` (one SDK object), ``"chunks"`` (a stream's chunks) or
+    :param kind: ``"response"`` (one SDK object as plain data), ``"json"`` (one SDK object
+        as the JSON text the server sent), ``"chunks"`` (a stream's chunks) or
         ``"embedding"`` (one input's vector).
-    :param payload: the plain data (dicts, lists, strings, numbers).
+    :param payload: the plain data (dicts, lists, strings, numbers), or the JSON text.
     """
 
     key: str
@@ -61,12 +64,16 @@ class Entry:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
 
+    def data(self) -> Any:
+        """Return the payload as plain data (a ``"json"`` entry's text parsed)."""
+        return orjson.loads(self.payload) if self.kind == "json" else self.payload
+
     def remaining(self, now: float) -> float | None:
         """Seconds until it goes stale (negative once stale), or ``None`` for never."""
         return None if self.expires is None else self.expires - now
 
 
-KINDS = {"response": dict, "chunks": list, "embedding": dict}
+KINDS = {"response": dict, "json": bytes, "chunks": list, "embedding": dict}
 MAX_BODY = 64 * 1024 * 1024  # an inflated body larger than this is a corrupt (or hostile) entry
 
 
@@ -115,12 +122,16 @@ class Codec:
         mac.update(body)
         return mac.digest()
 
-    def encode(self, entry: Entry) -> bytes:
-        """Return the bytes to store for ``entry``."""
+    def encode(self, entry: Entry, expires: float | EllipsisType | None = ...) -> bytes:
+        """Return the bytes to store for ``entry``.
+
+        :param expires: the expiry to write instead of ``entry.expires`` (one entry goes to
+            tiers of different TTLs).
+        """
         header = [
             entry.key,
             entry.created,
-            entry.expires,
+            entry.expires if expires is ... else expires,
             entry.kind,
             entry.model,
             entry.prompt_tokens,

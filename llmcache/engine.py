@@ -52,10 +52,13 @@ def mark(
 ) -> Any:
     """Attach the ``cache_*`` attributes to an SDK object without touching its fields."""
     # Straight into the instance dict: pydantic's __setattr__ would make them extra fields,
-    # which model_dump() would then serialise.
-    vars(obj).update(
-        cache_hit=hit, cache_age=age, cache_tokens_saved=tokens, cache_tier=tier, cache_key=key
-    )
+    # which model_dump() would then serialise. (Item by item: cheaper than update(**...).)
+    attrs = vars(obj)
+    attrs["cache_hit"] = hit
+    attrs["cache_age"] = age
+    attrs["cache_tokens_saved"] = tokens
+    attrs["cache_tier"] = tier
+    attrs["cache_key"] = key
     return obj
 
 
@@ -122,12 +125,30 @@ class Engine:
             usage.completion,
         )
 
+    def entry_from_response(
+        self, plan: Plan, adapter: EndpointAdapter, response: Any, body: bytes
+    ) -> Entry:
+        """Return the entry for an upstream answer validated from its JSON text ``body``."""
+        usage = adapter.usage(response)
+        return Entry(
+            plan.pkey,
+            time.time(),
+            None,
+            "json",
+            body,
+            adapter.model(response),
+            usage.prompt,
+            usage.completion,
+        )
+
     def answer(self, adapter: EndpointAdapter, entry: Entry) -> Any:
         """Build the SDK object of an entry, validated as a whole.
 
         :raises CorruptEntry: the entry is not an answer of this endpoint.
         """
         try:
+            if entry.kind == "json":
+                return adapter.build_json(entry.payload)
             if entry.kind == "response":
                 return adapter.build(entry.payload)
             if entry.kind == "chunks":
@@ -146,7 +167,7 @@ class Engine:
             return whole
         # The answer validated as a whole; its chunks are built as the SDK builds live ones.
         try:
-            payload = entry.payload
+            payload = entry.data()
             chunks = (
                 adapter.replay(payload, plan.request.params)
                 if entry.kind == "chunks"
@@ -194,19 +215,18 @@ class Engine:
         """Count a hit, tell observers, and return the marked SDK object."""
         label = tier.label if tier is not None else None
         prompt, completion = entry.prompt_tokens, entry.completion_tokens
-        self.stats.hit(label, entry.model, prompt, completion, coalesced=coalesced)
+        self.stats.hit(label, entry.model, prompt, completion, coalesced)
         if self.observers.wanted("llmcache_on_hit"):
             cost = self.prices.cost(entry.model, prompt, completion)
             tokens = prompt + completion
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
         served = self.serve(plan, adapter, entry, stream) if value is None else value
-        vars(served).update(
-            cache_hit=True,
-            cache_age=max(0.0, time.time() - entry.created),
-            cache_tokens_saved=prompt + completion,
-            cache_tier=label,
-            cache_key=plan.key,
-        )
+        attrs = vars(served)  # mark() inlined: this is the hit path
+        attrs["cache_hit"] = True
+        attrs["cache_age"] = max(0.0, time.time() - entry.created)
+        attrs["cache_tokens_saved"] = prompt + completion
+        attrs["cache_tier"] = label
+        attrs["cache_key"] = plan.key
         return served
 
     def fresh_response(
@@ -216,17 +236,18 @@ class Engine:
         key: str,
         *,
         stream: bool = False,
-        payload: Mapping[str, Any] | None = None,
+        payload: Any = None,
     ) -> Any:
         """Count what the provider's prompt cache reported and mark a live response.
 
-        :param payload: the response as plain data, when the caller has it already.
+        :param payload: what usage is read from when not the response itself: its plain
+            data, which a response the SDK constructed without validation reads reliably.
         """
         if not stream:
             self.count_provider_cache(adapter, dump(response) if payload is None else payload)
         return mark(response, hit=False, key=key)
 
-    def count_provider_cache(self, adapter: EndpointAdapter, payload: Mapping[str, Any]) -> None:
+    def count_provider_cache(self, adapter: EndpointAdapter, payload: Any) -> None:
         """Add provider-cached prompt tokens (and their discount) to the statistics."""
         usage = adapter.usage(payload)
         if usage.provider_cached:
@@ -271,7 +292,9 @@ class Engine:
         if not coalesced and other is None:
             self.stats.miss()
             self.emit("llmcache_on_miss", plan, None, started)
-            payload = outcome.entry.payload if outcome.entry.kind == "response" else None
+            entry = outcome.entry
+            # usage from the stored data, or from the response when it was validated
+            payload = {"response": entry.payload, "json": outcome.response}.get(entry.kind)
             return self.fresh_response(outcome.response, adapter, plan.key, payload=payload)
         tier = other.tier if other is not None and not coalesced else None
         value = other.value if other is not None and not stream else None
@@ -324,11 +347,16 @@ class Engine:
         self.emit("llmcache_on_miss", plan, None, started)
         return mark(adapter.build(payload), hit=False, key=key, tokens=tokens)
 
-    def fetch_steps(self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any]) -> Steps:
+    def fetch_steps(
+        self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], raw: bool = False
+    ) -> Steps:
         """Call the upstream once and store the answer; return an :class:`Outcome`.
 
         With a shared tier that has locks, only the process holding the request's lock
         calls the upstream; the others wait for its entry (see :meth:`wait_steps`).
+
+        :param raw: the upstream replies with the SDK's raw response (``with_raw_response``),
+            whose JSON text is stored as it came.
         """
         lock = self._lock_tier if self._lock_tier in plan.write_tiers else None
         name = plan.pkey + ":lock"
@@ -340,11 +368,16 @@ class Engine:
                 if found is not None:
                     return Outcome(None, found.entry, found)
         try:
-            response = yield Upstream(params)
-            payload = dump(response)
-            entry = self.entry_from_payload(plan, adapter, payload)
-            if self.storable(adapter, payload):
+            reply = yield Upstream(params)
+            response, body = adapter.from_raw(reply) if raw else (reply, None)
+            if body is not None:
+                entry = self.entry_from_response(plan, adapter, response, body)
                 yield from self.write_steps(plan, entry)
+            else:
+                payload = dump(response)
+                entry = self.entry_from_payload(plan, adapter, payload)
+                if self.storable(adapter, payload):
+                    yield from self.write_steps(plan, entry)
         except GeneratorExit:
             raise
         except BaseException:
@@ -420,26 +453,32 @@ class SyncEngine(Engine):
         self._pool: ThreadPoolExecutor | None = None
 
     def call(
-        self, endpoint: Endpoint, kwargs: Mapping[str, Any], upstream: Callable[..., Any]
+        self,
+        endpoint: Endpoint,
+        kwargs: Mapping[str, Any],
+        upstream: Callable[..., Any],
+        raw: Callable[..., Any] | None = None,
     ) -> Any:
-        """Serve one call of ``endpoint`` whose upstream method is ``upstream``."""
+        """Serve one call of ``endpoint`` whose upstream method is ``upstream``.
+
+        :param raw: the same method returning the SDK's raw response, where the SDK has one.
+        """
         started = time.perf_counter()
         params, plan = self.planner.plan(endpoint, kwargs)
-        adapter = self.adapter(endpoint)
+        adapter = self.provider.adapters[endpoint]
+        stream = bool(params.get("stream"))
         if plan is None:
             self.stats.bypass()
-            return self.fresh_response(
-                upstream(**params), adapter, "", stream=bool(params.get("stream"))
-            )
-        stream = bool(params.get("stream"))
+            return self.fresh_response(upstream(**params), adapter, "", stream=stream)
         found: Found | None = None
         if plan.read_tiers:
-            check = self.checker(plan, adapter, stream)
+            check = self.checker(plan, adapter, stream) if stream else self._answers[endpoint]
             found, fresh = self.tiers.lookup(plan.pkey, plan.read_tiers, plan.max_age, plan, check)
-            if fresh:
-                return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
+            if fresh:  # the hit path
+                entry, tier, _, value = found  # type: ignore[misc]
+                return self.hit(plan, adapter, entry, tier, stream, started, value=value)
             if self.revalidating(plan, found):
-                self._refresh(plan, adapter, params, upstream)
+                self._refresh(plan, adapter, params, upstream, raw)
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
@@ -450,7 +489,7 @@ class SyncEngine(Engine):
             return mark(recorder, hit=False, key=plan.key)
         try:
             outcome, coalesced = self.flight.do(
-                plan.pkey, lambda: self._fetch(plan, adapter, params, upstream)
+                plan.pkey, lambda: self._fetch(plan, adapter, params, upstream, raw)
             )
         except Exception:
             stale = self.stale_within(plan, found, plan.directives.stale_if_error)
@@ -478,8 +517,10 @@ class SyncEngine(Engine):
         adapter: EndpointAdapter,
         params: dict[str, Any],
         upstream: Callable[..., Any],
+        raw: Callable[..., Any] | None,
     ) -> Outcome:
-        return self.tiers.run(self.fetch_steps(plan, adapter, params), plan.scope, upstream)  # type: ignore[no-any-return]
+        steps = self.fetch_steps(plan, adapter, params, raw is not None)
+        return self.tiers.run(steps, plan.scope, raw or upstream)  # type: ignore[no-any-return]
 
     def _store(self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]) -> None:
         self.tiers.run(self.stream_store_steps(plan, adapter, chunks), plan.scope)
@@ -490,6 +531,7 @@ class SyncEngine(Engine):
         adapter: EndpointAdapter,
         params: dict[str, Any],
         upstream: Callable[..., Any],
+        raw: Callable[..., Any] | None,
     ) -> None:
         if plan.pkey in self._refreshing:
             return
@@ -500,7 +542,8 @@ class SyncEngine(Engine):
         def refresh() -> None:
             try:
                 self.flight.do(
-                    plan.pkey, lambda: self._fetch(plan, adapter, unstreamed(params), upstream)
+                    plan.pkey,
+                    lambda: self._fetch(plan, adapter, unstreamed(params), upstream, raw),
                 )
             except Exception:
                 log.warning("llmcache background refresh of %r failed", plan.key, exc_info=True)

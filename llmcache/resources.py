@@ -20,12 +20,14 @@ class CachedResource:
         self._resource = resource
         self._engine = engine
         self._endpoint = endpoint
+        # the SDK's raw-response twin of create, whose JSON text a miss stores as it came
+        self._raw = getattr(getattr(resource, "with_raw_response", None), "create", None)
         if endpoint == "embeddings":
             self.create = self._embed  # type: ignore[method-assign]
 
     def create(self, **kwargs: Any) -> Any:
         """Call the SDK's ``create`` through the cache; ``cache_*`` options are llmcache's."""
-        return self._engine.call(self._endpoint, kwargs, self._resource.create)
+        return self._engine.call(self._endpoint, kwargs, self._resource.create, self._raw)
 
     def _embed(self, **kwargs: Any) -> Any:
         return self._engine.embed(kwargs, self._resource.create)

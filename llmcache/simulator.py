@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import socket
@@ -465,21 +466,26 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(500, _error(f"simulator error: {exc!r}", "server_error"), delay)
         if isinstance(result, list):
             return self._send_stream(result, delay)
-        return self._send_json(200, result, delay)
+        return self._send_json(200, sim._edited(result), delay)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
     def _send_json(self, status: int, payload: JSON, delay: float) -> None:
-        data = json.dumps(payload, separators=(",", ":")).encode()
+        indent = self.simulator.indent
+        data = json.dumps(payload, indent=indent, separators=None if indent else (",", ":"))
+        body = data.encode()
         if delay > 0:
             time.sleep(delay)
         self.send_response_only(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(body)))
+        anthropic = urlsplit(self.path).path.endswith("/messages")  # each API's own header
+        request_id = f"req_{next(self.simulator._ids):012d}"
+        self.send_header("request-id" if anthropic else "x-request-id", request_id)
         if status >= 400:
             self.send_header("Retry-After-Ms", "1")  # SDKs that retry do so without backing off
         self.end_headers()
-        self.wfile.write(data)
+        self.wfile.write(body)
 
     def _send_stream(self, events: list[bytes], delay: float) -> None:
         self.send_response_only(200)
@@ -505,7 +511,10 @@ class Simulator:
 
     It serves chat/completions, completions, embeddings, responses and (Anthropic) messages,
     streamed or not, simulates prompt caching in ``usage``, and records every request in
-    :attr:`requests`. :attr:`delay` may be changed at any time. Use it as a context manager::
+    :attr:`requests`. Each answer carries a request id header (``x-request-id``, or
+    ``request-id`` as Anthropic's API names it). :attr:`delay` and
+    :attr:`indent` (indent JSON answers by this many spaces, as the OpenAI API does; ``None``
+    for compact JSON) may be changed at any time. Use it as a context manager::
 
         with Simulator() as sim:
             client = openai.OpenAI(api_key="x", base_url=sim.base_url)
@@ -514,10 +523,13 @@ class Simulator:
     def __init__(self, *, delay: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
         """Configure the server; nothing listens until :meth:`start`."""
         self.delay = delay
+        self.indent: int | None = None
         self.requests: list[RecordedRequest] = []
         self._address = (host, port)
         self._lock = threading.Lock()
         self._failures = (0, 500)  # (requests still to fail, status)
+        self._edits: tuple[int, Callable[[dict[str, Any]], Any] | None] = (0, None)
+        self._ids = itertools.count(1)  # x-request-id numbers
         self._prefixes: set[tuple[str, str]] = set()
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
@@ -577,10 +589,13 @@ class Simulator:
             return sum(1 for request in self.requests if path is None or request.path == path)
 
     def reset(self) -> None:
-        """Forget the recorded requests and cancel pending failures (prompt caches stay warm)."""
+        """Forget the recorded requests, cancel pending failures and edits, answer compact
+        JSON again (prompt caches stay warm)."""
         with self._lock:
             self.requests.clear()
             self._failures = (0, 500)
+            self._edits = (0, None)
+            self.indent = None
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """Answer the next ``n`` requests with ``status`` and an OpenAI-style error body.
@@ -594,6 +609,25 @@ class Simulator:
         """
         with self._lock:
             self._failures = (max(0, n), status)
+
+    def edit_next(self, change: Callable[[dict[str, Any]], Any], n: int = 1) -> None:
+        """Pass the next ``n`` whole (not streamed) answers through ``change`` before sending.
+
+        ``change`` gets the answer's JSON object and returns what to send instead: a way to
+        play a server that answers off the API's specification. This replaces any pending
+        edits (``n=0`` cancels them).
+        """
+        with self._lock:
+            self._edits = (max(0, n), change)
+
+    def _edited(self, payload: dict[str, Any]) -> Any:
+        """Return ``payload`` as a pending :meth:`edit_next` changes it."""
+        with self._lock:
+            remaining, change = self._edits
+            if remaining == 0 or change is None:
+                return payload
+            self._edits = (remaining - 1, change)
+        return change(payload)
 
     def _arrive(self, request: RecordedRequest) -> int | None:
         """Record ``request``; return the status to fail it with, if a failure is pending."""

@@ -13,6 +13,8 @@ import pytest
 from anthropic.types import Message, TextBlock, ToolUseBlock
 
 from llmcache import AsyncCachedClient, CachedClient
+from llmcache.codec import Codec
+from llmcache.keys import physical_key
 from llmcache.providers.anthropic import ANTHROPIC
 from llmcache.providers.base import dump
 from llmcache.simulator import Simulator
@@ -314,3 +316,19 @@ def test_usage_counts_cache_reads_as_provider_cached_and_every_input_token_as_pr
     assert usage.prompt == 12 + 5 + 100
     assert usage.completion == 34
     assert usage.provider_cached == 100  # cache writes (5) are a cost, not a saving
+
+
+def test_a_miss_stores_the_messages_json_text_and_the_sdk_request_id(
+    claude: Any, sim: Simulator
+) -> None:
+    live = claude.messages.create(**ask())
+    assert isinstance(live, Message)
+    assert live._request_id.startswith("req_")
+    pkey = physical_key("default", live.cache_key)
+    entry = Codec().decode(claude._tiers.tiers[0].backend.get(pkey), pkey)
+    assert entry.kind == "json"
+    assert entry.prompt_tokens == live.usage.input_tokens > 0
+    hit = claude.messages.create(**ask())
+    assert hit.cache_hit
+    assert hit.model_dump() == live.model_dump()
+    assert sim.count(PATH) == 1

@@ -18,6 +18,7 @@ shelve, YAML or eval, and a pickle or YAML payload in the store runs nothing.
 from __future__ import annotations
 
 import ast
+import json
 import struct
 import time
 import uuid
@@ -234,8 +235,11 @@ def _signature(data: bytes, change: Callable[[bytes], bytes]) -> bytes:
 def _tampered_body(data: bytes) -> bytes:
     parts = _parts(data)
     payload = msgpack.unpackb(parts[3])
+    text = isinstance(payload, bytes)  # the response's JSON text, as the server sent it
+    if text:
+        payload = json.loads(payload)
     payload["choices"][0]["message"]["content"] = "[000000000000] an answer nobody asked for"
-    parts[3] = msgpack.packb(payload)
+    parts[3] = msgpack.packb(json.dumps(payload).encode() if text else payload)
     return bytes(msgpack.packb(parts))
 
 

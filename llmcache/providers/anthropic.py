@@ -89,7 +89,7 @@ class Messages(EndpointAdapter):
     response_type = Message
     chunk_type = RawMessageStreamEvent
 
-    def usage(self, payload: Mapping[str, Any]) -> Usage:
+    def usage(self, payload: Any) -> Usage:
         """Return the token counts of a message.
 
         ``prompt`` is every input token (uncached, written to and read from the prompt

@@ -7,13 +7,14 @@ streamed and plain calls of the same request share one entry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-__all__ = ["EndpointAdapter", "Provider", "Usage", "dump", "usage_number"]
+__all__ = ["EndpointAdapter", "Provider", "Usage", "compact_json", "dump", "usage_number"]
 
 
 def dump(obj: Any) -> dict[str, Any]:
@@ -26,14 +27,30 @@ def dump(obj: Any) -> dict[str, Any]:
     return obj.model_dump(mode="json", by_alias=True, exclude_unset=True)  # type: ignore[no-any-return]
 
 
-def usage_number(payload: Mapping[str, Any], *path: str) -> int:
-    """Return the integer at ``payload[path[0]][path[1]]...``, or 0."""
+def usage_number(payload: Any, *path: str) -> int:
+    """Return the integer at ``payload[path[0]][path[1]]...``, or 0.
+
+    ``payload`` is plain data or an SDK object (whose fields are read as attributes).
+    """
     value: Any = payload
     for part in path:
-        if type(value) is not dict and not isinstance(value, Mapping):  # dict: skip the ABC check
+        if type(value) is dict or isinstance(value, Mapping):  # dict: skip the ABC check
+            value = value.get(part)
+        elif isinstance(value, BaseModel):
+            value = getattr(value, part, None)
+        else:
             return 0
-        value = value.get(part)
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def compact_json(body: bytes) -> bytes:
+    """Return a JSON document without the whitespace a server may have indented it with."""
+    if b"\n" not in body:  # a newline outside strings is formatting (JSON strings escape it)
+        return body
+    try:  # the standard library's json: exact for integers of any size, unlike orjson
+        return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode()
+    except ValueError:  # not JSON after all: keep it as it came
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,10 @@ class EndpointAdapter:
     :cvar endpoint: the endpoint name, such as ``"chat.completions"``.
     :cvar response_type: the SDK type of a whole response.
     :cvar chunk_type: the SDK type (or union) of one stream chunk or event.
+    :ivar build: return the SDK object for a stored response payload (plain data),
+        validated; raises :class:`pydantic.ValidationError` for one that is not such a
+        response.
+    :ivar build_json: the same for a response's JSON text.
     """
 
     endpoint: ClassVar[str]
@@ -59,15 +80,30 @@ class EndpointAdapter:
 
     def __init__(self) -> None:
         self._chunk_adapter: TypeAdapter[Any] | None = None
-        # what ``response_type.model_validate`` calls, without its keyword handling
-        self._validate = self.response_type.__pydantic_validator__.validate_python
+        # What ``model_validate`` and ``model_validate_json`` call, without their keyword
+        # handling: a hit's validation is one call into pydantic-core.
+        validator = self.response_type.__pydantic_validator__
+        self.build: Callable[[Mapping[str, Any]], Any] = validator.validate_python
+        self.build_json: Callable[[bytes], Any] = validator.validate_json
 
-    def build(self, payload: Mapping[str, Any]) -> Any:
-        """Return the SDK object for a stored response payload (validated).
+    def from_raw(self, reply: Any) -> tuple[Any, bytes | None]:
+        """Return the SDK object of a raw reply (``with_raw_response``) and its JSON text.
 
-        :raises pydantic.ValidationError: the payload is not such a response.
+        The response is validated from the JSON text the server sent, which is what a later
+        hit validates too: no dump of a constructed object is needed to store it. A reply
+        that does not validate is parsed as the SDK parses it, and comes back without text
+        (the caller stores nothing of it).
         """
-        return self._validate(payload)
+        http = getattr(reply, "http_response", None)
+        if http is None:  # not a raw reply: the SDK object itself
+            return reply, None
+        body = http.content
+        try:
+            response = self.build_json(body)
+        except ValidationError:
+            return reply.parse(), None
+        response._request_id = reply.request_id  # as the SDK's own parse sets it
+        return response, compact_json(body)
 
     def build_chunk(self, payload: Mapping[str, Any]) -> Any:
         """Return the SDK object for a stored chunk payload, built as the SDK builds a live one.
@@ -83,17 +119,20 @@ class EndpointAdapter:
             self._chunk_adapter = TypeAdapter(self.chunk_type)
         return self._chunk_adapter.validate_python(payload)
 
-    def usage(self, payload: Mapping[str, Any]) -> Usage:
-        """Return the token counts of a response payload."""
+    def usage(self, payload: Any) -> Usage:
+        """Return the token counts of a response payload (plain data or the SDK object)."""
         return Usage(
             usage_number(payload, "usage", "prompt_tokens"),
             usage_number(payload, "usage", "completion_tokens"),
             usage_number(payload, "usage", "prompt_tokens_details", "cached_tokens"),
         )
 
-    def model(self, payload: Mapping[str, Any]) -> str | None:
-        """Return the model that answered."""
-        model = payload.get("model")
+    def model(self, payload: Any) -> str | None:
+        """Return the model that answered (from plain data or the SDK object)."""
+        if isinstance(payload, BaseModel):
+            model = getattr(payload, "model", None)
+        else:
+            model = payload.get("model")
         return model if isinstance(model, str) else None
 
     def assemble(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:

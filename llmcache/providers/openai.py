@@ -194,7 +194,7 @@ class Responses(EndpointAdapter):
     response_type = Response
     chunk_type = ResponseStreamEvent
 
-    def usage(self, payload: Mapping[str, Any]) -> Usage:
+    def usage(self, payload: Any) -> Usage:
         return Usage(
             usage_number(payload, "usage", "input_tokens"),
             usage_number(payload, "usage", "output_tokens"),
@@ -256,7 +256,7 @@ class Embeddings(EndpointAdapter):
     response_type = CreateEmbeddingResponse
     chunk_type = CreateEmbeddingResponse
 
-    def usage(self, payload: Mapping[str, Any]) -> Usage:
+    def usage(self, payload: Any) -> Usage:
         return Usage(usage_number(payload, "usage", "prompt_tokens"), 0, 0)
 
 
