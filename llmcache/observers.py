@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from . import plugins
 from .events import CacheEvent
 from .plugins import PluginRegistry
 
@@ -25,10 +26,9 @@ class Observers:
 
     def wanted(self, name: EventName) -> bool:
         """Tell whether any plugin observes ``name`` (so the event is worth building)."""
-        version = self._registry.version
-        if version != self._version:  # plugins changed: look again
+        if plugins.generation != self._version:  # plugins changed: look again
             self._wanted = {}
-            self._version = version
+            self._version = plugins.generation
         wanted = self._wanted.get(name)
         if wanted is None:
             wanted = self._wanted[name] = bool(

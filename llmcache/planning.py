@@ -116,24 +116,9 @@ class Planner:
         """
         for name in kwargs:
             if name.startswith("cache_"):
-                break
-        else:
-            return self._plain(endpoint, dict(kwargs))
-        params, request, directives = self.split(endpoint, kwargs)
-        if request.options.prompt:  # sent upstream, never part of the key
-            params = mark_prefix(self.provider_name, params)
-        ttl = self.ttl(request, directives)
-        if ttl is NEVER:
-            return params, None
-        key = self.key(request)
-        if key is None:
-            return params, None
-        return params, self.plan_for(request, directives, key, ttl)
-
-    def _plain(
-        self, endpoint: Endpoint, params: dict[str, Any]
-    ) -> tuple[dict[str, Any], Plan | None]:
-        """:meth:`plan` for the common call, one without llmcache options (nor directives)."""
+                return self._plan_with_options(endpoint, kwargs)
+        # The common call, without llmcache options (nor directives): the hit path.
+        params = dict(kwargs)
         request = CacheRequest(
             endpoint, MappingProxyType(params), DEFAULT_OPTIONS, self.namespace, self.provider
         )
@@ -149,6 +134,21 @@ class Planner:
         writes = () if ttl is not None and ttl <= 0 else tiers
         pkey = physical_key(self.namespace, key)
         return params, Plan(request, key, pkey, NO_DIRECTIVES, tiers, writes, ttl, None, None, 0.0)
+
+    def _plan_with_options(
+        self, endpoint: Endpoint, kwargs: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], Plan | None]:
+        """:meth:`plan` for a call with ``cache_*`` options."""
+        params, request, directives = self.split(endpoint, kwargs)
+        if request.options.prompt:  # sent upstream, never part of the key
+            params = mark_prefix(self.provider_name, params)
+        ttl = self.ttl(request, directives)
+        if ttl is NEVER:
+            return params, None
+        key = self.key(request)
+        if key is None:
+            return params, None
+        return params, self.plan_for(request, directives, key, ttl)
 
     def ttl(self, request: CacheRequest, directives: Directives) -> Any:
         """Resolve the TTL: cache_control, then cache_ttl, then the policy, then default_ttl.

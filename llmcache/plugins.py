@@ -84,6 +84,16 @@ def _autoload_names() -> tuple[bool, set[str]]:
     return disabled, wanted
 
 
+generation = 0
+"""Bumped whenever the plugins of any registry change: what was resolved from them may be
+stale (one global number, so the hot path's check is a single read)."""
+
+
+def _changed() -> None:
+    global generation
+    generation += 1
+
+
 class PluginRegistry:
     """A set of plugins and what they registered, resolved lazily and once.
 
@@ -160,6 +170,7 @@ class PluginRegistry:
             registered = self.pm.register(plugin, name=name)
             self._catalog = None
             self._version += 1
+            _changed()
             return registered
 
     def unregister(self, plugin: object) -> None:
@@ -168,11 +179,7 @@ class PluginRegistry:
             self.pm.unregister(plugin)
             self._catalog = None
             self._version += 1
-
-    @property
-    def version(self) -> int:
-        """A number that changes whenever this registry's (or its parent's) plugins change."""
-        return self._version + (self._parent.version if self._parent is not None else 0)
+            _changed()
 
     def child(self, plugins: Iterable[object]) -> PluginRegistry:
         """Return a registry with these plugins on top of this one's."""

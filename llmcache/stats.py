@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 from typing import Any, Protocol
 
 __all__ = ["CacheStats", "StatsRecorder"]
+
+FOLD_AT = 1024  # hits logged before they are added into the totals
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +74,22 @@ class _NoPrices:
 class StatsRecorder:
     """The thread-safe counters behind :class:`CacheStats`.
 
-    Hits record their tokens per model; dollars are computed from ``prices`` when a snapshot
-    is taken, so a hit pays for two additions rather than a price lookup.
+    Hits, the hot path, are appended to a log without taking the lock (a deque's append is
+    atomic) and added into the totals in batches, under the lock, by the hit that fills the
+    log or by a snapshot. Their tokens are kept per model; dollars are computed from
+    ``prices`` when a snapshot is taken.
     """
 
     def __init__(self, prices: Prices | None = None) -> None:
         self._lock = threading.Lock()
         self._prices = prices if prices is not None else _NoPrices()
+        self._log: deque[tuple[str | None, str | None, int, int, bool]] = deque()
         self.reset()
 
     def reset(self) -> None:
         """Set every counter back to zero."""
         with self._lock:
+            self._log.clear()
             self._hits = self._misses = self._bypasses = self._coalesced = self._errors = 0
             self._provider_tokens = 0
             self._provider_cost = 0.0
@@ -94,21 +102,31 @@ class StatsRecorder:
         model: str | None,
         prompt_tokens: int,
         completion_tokens: int,
-        *,
         coalesced: bool = False,
     ) -> None:
         """Count a call served from the cache, with the tokens of the answer it reused."""
-        with self._lock:
-            self._hits += 1
+        self._log.append((tier, model, prompt_tokens, completion_tokens, coalesced))
+        if len(self._log) >= FOLD_AT:
+            with self._lock:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Add the logged hits into the totals (the caller holds the lock)."""
+        log = self._log
+        # Pop exactly the hits logged so far (others may append meanwhile), and count equal
+        # records together: both loops run in C, the Python loop below over distinct ones.
+        records = Counter(islice(iter(log.popleft, None), len(log)))
+        for (tier, model, prompt, completion, coalesced), count in records.items():
+            self._hits += count
             saved = self._saved.get(model)
             if saved is None:
                 saved = self._saved[model] = [0, 0]
-            saved[0] += prompt_tokens
-            saved[1] += completion_tokens
+            saved[0] += prompt * count
+            saved[1] += completion * count
             if coalesced:
-                self._coalesced += 1
+                self._coalesced += count
             if tier is not None:
-                self._tier_hits[tier] = self._tier_hits.get(tier, 0) + 1
+                self._tier_hits[tier] = self._tier_hits.get(tier, 0) + count
 
     def miss(self) -> None:
         """Count a call that went upstream after looking in the cache."""
@@ -134,6 +152,7 @@ class StatsRecorder:
     def snapshot(self) -> CacheStats:
         """Return the counters as they are now, with the dollars the saved tokens are worth."""
         with self._lock:
+            self._fold()
             saved = [(model, prompt, done) for model, (prompt, done) in self._saved.items()]
             counts = (self._hits, self._misses, self._bypasses, self._coalesced, self._errors)
             provider = (self._provider_tokens, self._provider_cost)

@@ -10,7 +10,6 @@ a failing tier is skipped (fail-open) and counted, or raises
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -277,10 +276,6 @@ class _TierLogic:
             self._report(tier, exc, scope, "dropped a bad entry in")
             return BAD
 
-    def _first_hit(self, found: Any, max_age: float | None) -> bool:
-        """Tell whether what the first tier gave is a fresh entry (the hit path's shortcut)."""
-        return found is not None and found is not BAD and _fresh(found.entry, time.time(), max_age)
-
     # -- the steps -------------------------------------------------------------------------
 
     def lookup_steps(
@@ -388,9 +383,7 @@ class _TierLogic:
             if tier_ttl not in encoded:
                 encoded[tier_ttl] = {
                     pkey: self.codec.encode(
-                        dataclasses.replace(
-                            entry, expires=None if tier_ttl is None else entry.created + tier_ttl
-                        )
+                        entry, None if tier_ttl is None else entry.created + tier_ttl
                     )
                     for pkey, entry in items.items()
                 }
@@ -480,15 +473,18 @@ class Tiers(_TierLogic):
         returned straight from one guarded read."""
         tier = tiers[0]
         data = FAILED
-        if not self._skip(tier, scope):  # Op and call() inlined: this is the hit path
+        breaker = tier.breaker
+        # Op, call() and a closed circuit's _skip() inlined: this is the hit path
+        if (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
             try:
                 data = tier.backend.get(pkey)
             except Exception as exc:
                 self._failed(tier, exc, scope)
             else:
-                tier.breaker.success()
+                if breaker.failures or breaker.opened_at is not None:
+                    breaker.success()
         found = self._accept(tier, data, pkey, scope, check)
-        if self._first_hit(found, max_age):
+        if found is not None and found is not BAD and _fresh(found.entry, time.time(), max_age):
             return found, True
         return self.run(self.lookup_steps(pkey, tiers, max_age, scope, check, first=found), scope)  # type: ignore[no-any-return]
 
@@ -577,7 +573,8 @@ class AsyncTiers(_TierLogic):
         """The asyncio twin of :meth:`Tiers.lookup`."""
         tier = tiers[0]
         data = FAILED
-        if not self._skip(tier, scope):  # Op and call() inlined: this is the hit path
+        breaker = tier.breaker
+        if (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
             try:
                 if tier.direct is not None:
                     data = tier.direct.get(pkey)
@@ -588,9 +585,10 @@ class AsyncTiers(_TierLogic):
             except Exception as exc:
                 self._failed(tier, exc, scope)
             else:
-                tier.breaker.success()
+                if breaker.failures or breaker.opened_at is not None:
+                    breaker.success()
         found = self._accept(tier, data, pkey, scope, check)
-        if self._first_hit(found, max_age):
+        if found is not None and found is not BAD and _fresh(found.entry, time.time(), max_age):
             return found, True
         steps = self.lookup_steps(pkey, tiers, max_age, scope, check, first=found)
         return await self.run(steps, scope)  # type: ignore[no-any-return]

@@ -27,7 +27,7 @@ class _Item(NamedTuple):
 
 
 class MemoryBackend(CacheBackend):
-    """A thread-safe LRU dictionary with per-entry expiry.
+    """A thread-safe LRU dictionary with per-entry expiry (writes lock, reads do not).
 
     :param max_entries: evict the least recently used entries beyond this count.
     :param max_bytes: evict the least recently used entries beyond this many value bytes.
@@ -54,15 +54,21 @@ class MemoryBackend(CacheBackend):
         return self._bytes
 
     def get(self, key: str) -> bytes | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            if item.expires is not None and item.expires <= time.time():
-                self._drop(key)
-                return None
+        # A read takes no lock: a lookup and a move_to_end of a str key are each atomic
+        # under the GIL, and a key dropped between the two was still a valid read.
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item.expires is not None and item.expires <= time.time():
+            with self._lock:
+                if self._items.get(key) is item:
+                    self._drop(key)
+            return None
+        try:  # noqa: SIM105 (contextlib.suppress costs more than the read itself)
             self._items.move_to_end(key)
-            return item.value
+        except KeyError:
+            pass
+        return item.value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self.get(key) for key in keys]
@@ -97,7 +103,7 @@ class MemoryBackend(CacheBackend):
         with self._lock:
             doomed = [
                 key
-                for key, item in self._items.items()
+                for key, item in list(self._items.items())  # a copy: reads reorder unlocked
                 if (match is None or match(key)) and (cutoff is None or item.created <= cutoff)
             ]
             for key in doomed:
