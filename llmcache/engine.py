@@ -148,11 +148,11 @@ class Engine:
         """
         try:
             if entry.kind == "json":
-                return adapter.build_json(entry.payload)
+                return adapter.load_json(entry.payload)
             if entry.kind == "response":
-                return adapter.build(entry.payload)
+                return adapter.load(entry.payload)
             if entry.kind == "chunks":
-                return adapter.build(adapter.assemble(entry.payload))
+                return adapter.load(adapter.assemble(entry.payload))
             raise ValueError(f"a {entry.kind!r} entry is not a {adapter.endpoint} answer")
         except Exception as exc:
             raise CorruptEntry(f"entry is not a {adapter.endpoint} answer: {exc}") from exc
@@ -184,19 +184,18 @@ class Engine:
         return lambda entry: self.serve(plan, adapter, entry, stream)
 
     def storable(self, adapter: EndpointAdapter, payload: Any) -> bool:
-        """Tell whether an upstream answer will validate when read back; log it once if not."""
-        try:
-            adapter.build(payload)
-        except Exception as exc:
-            if adapter.endpoint not in self._unstorable:
-                self._unstorable.add(adapter.endpoint)
-                log.warning(
-                    "llmcache does not store %s answers that fail the SDK's validation: %s",
-                    adapter.endpoint,
-                    exc,
-                )
-            return False
-        return True
+        """Tell whether an upstream answer can be served back (an answer the SDK's types
+        reject is, built leniently, if it is shaped as one); log it once if not."""
+        if adapter.shaped(payload):
+            return True
+        if adapter.endpoint not in self._unstorable:
+            self._unstorable.add(adapter.endpoint)
+            log.warning(
+                "llmcache does not store %s answers that are not shaped as one (no %r list)",
+                adapter.endpoint,
+                adapter.items,
+            )
+        return False
 
     replay_stream: Callable[[list[Any]], Any] = ReplayStream
 
@@ -336,7 +335,7 @@ class Engine:
             cost = self.prices.cost(model, tokens, 0)
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
             return mark(
-                adapter.build(payload),
+                adapter.load(payload),
                 hit=True,
                 key=key,
                 age=max(0.0, time.time() - min(f.entry.created for f in hits)),
@@ -345,7 +344,7 @@ class Engine:
             )
         self.stats.miss()
         self.emit("llmcache_on_miss", plan, None, started)
-        return mark(adapter.build(payload), hit=False, key=key, tokens=tokens)
+        return mark(adapter.load(payload), hit=False, key=key, tokens=tokens)
 
     def fetch_steps(
         self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], raw: bool = False

@@ -465,7 +465,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a simulator bug: report it to the client, not to stderr
             return self._send_json(500, _error(f"simulator error: {exc!r}", "server_error"), delay)
         if isinstance(result, list):
-            return self._send_stream(result, delay)
+            return self._send_stream(sim._edited_events(result), delay)
         return self._send_json(200, sim._edited(result), delay)
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
@@ -529,6 +529,7 @@ class Simulator:
         self._lock = threading.Lock()
         self._failures = (0, 500)  # (requests still to fail, status)
         self._edits: tuple[int, Callable[[dict[str, Any]], Any] | None] = (0, None)
+        self._stream_edits: tuple[int, Callable[[dict[str, Any]], Any] | None] = (0, None)
         self._ids = itertools.count(1)  # x-request-id numbers
         self._prefixes: set[tuple[str, str]] = set()
         self._connections: set[socket.socket] = set()
@@ -595,6 +596,7 @@ class Simulator:
             self.requests.clear()
             self._failures = (0, 500)
             self._edits = (0, None)
+            self._stream_edits = (0, None)
             self.indent = None
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
@@ -619,6 +621,32 @@ class Simulator:
         """
         with self._lock:
             self._edits = (max(0, n), change)
+
+    def edit_next_stream(self, change: Callable[[dict[str, Any]], Any], n: int = 1) -> None:
+        """Pass each event of the next ``n`` streamed answers through ``change``.
+
+        ``change`` gets one event's JSON data and returns what to send instead, as
+        :meth:`edit_next` does for whole answers; ``n=0`` cancels pending edits.
+        """
+        with self._lock:
+            self._stream_edits = (max(0, n), change)
+
+    def _edited_events(self, events: list[bytes]) -> list[bytes]:
+        """Return the SSE ``events`` as a pending :meth:`edit_next_stream` changes them."""
+        with self._lock:
+            remaining, change = self._stream_edits
+            if remaining == 0 or change is None:
+                return events
+            self._stream_edits = (remaining - 1, change)
+        edited = []
+        for event in events:
+            head, sep, data = event.rpartition(b"data: ")
+            if not sep or data.strip() == b"[DONE]":
+                edited.append(event)
+                continue
+            payload = json.dumps(change(json.loads(data)), separators=(",", ":"))
+            edited.append(head + sep + payload.encode() + b"\n\n")
+        return edited
 
     def _edited(self, payload: dict[str, Any]) -> Any:
         """Return ``payload`` as a pending :meth:`edit_next` changes it."""

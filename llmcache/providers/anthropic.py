@@ -87,6 +87,9 @@ class Messages(EndpointAdapter):
 
     endpoint = "messages"
     response_type = Message
+    items = "content"
+    kind_field = "type"
+    kinds = ("message",)
     chunk_type = RawMessageStreamEvent
 
     def usage(self, payload: Any) -> Usage:

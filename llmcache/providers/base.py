@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 __all__ = ["EndpointAdapter", "Provider", "Usage", "compact_json", "dump", "usage_number"]
@@ -68,6 +69,9 @@ class EndpointAdapter:
     :cvar endpoint: the endpoint name, such as ``"chat.completions"``.
     :cvar response_type: the SDK type of a whole response.
     :cvar chunk_type: the SDK type (or union) of one stream chunk or event.
+    :cvar items: the field every answer of the endpoint carries as a list (``choices``).
+    :cvar kind_field: the field naming the answer's type (``object``), when present.
+    :cvar kinds: the values that field may hold for this endpoint.
     :ivar build: return the SDK object for a stored response payload (plain data),
         validated; raises :class:`pydantic.ValidationError` for one that is not such a
         response.
@@ -77,6 +81,9 @@ class EndpointAdapter:
     endpoint: ClassVar[str]
     response_type: ClassVar[Any]
     chunk_type: ClassVar[Any]
+    items: ClassVar[str] = "choices"
+    kind_field: ClassVar[str] = "object"
+    kinds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self._chunk_adapter: TypeAdapter[Any] | None = None
@@ -86,13 +93,51 @@ class EndpointAdapter:
         self.build: Callable[[Mapping[str, Any]], Any] = validator.validate_python
         self.build_json: Callable[[bytes], Any] = validator.validate_json
 
+    def shaped(self, data: Any) -> bool:
+        """Tell whether plain data has the shape of this endpoint's answers.
+
+        This is what an answer must pass to be stored and served when it does not satisfy
+        the SDK's types (an OpenAI-compatible server that leaves out a required field, or an
+        SDK upgrade that requires a new one): it tells answers of this endpoint from those
+        of another endpoint and from error bodies, and nothing more.
+        """
+        if type(data) is not dict and not isinstance(data, Mapping):
+            return False
+        kind = data.get(self.kind_field)
+        return isinstance(data.get(self.items), list) and (kind is None or kind in self.kinds)
+
+    def lenient(self, data: Any) -> Any:
+        """Return the SDK object for an answer that does not validate, built as the SDK
+        builds every answer it receives: without validation, unknown fields kept.
+
+        :raises ValueError: ``data`` is not shaped as an answer of this endpoint.
+        """
+        if not self.shaped(data):
+            raise ValueError(f"not a {self.endpoint} answer")
+        return self.response_type.construct(**data)
+
+    def load(self, data: Mapping[str, Any]) -> Any:
+        """Return the SDK object for stored plain data: validated when it validates (the
+        fast path), else built leniently (:meth:`lenient`)."""
+        try:
+            return self.build(data)
+        except ValidationError:
+            return self.lenient(data)
+
+    def load_json(self, body: bytes) -> Any:
+        """:meth:`load` for an answer's JSON text."""
+        try:
+            return self.build_json(body)
+        except ValidationError:
+            return self.lenient(orjson.loads(body))
+
     def from_raw(self, reply: Any) -> tuple[Any, bytes | None]:
         """Return the SDK object of a raw reply (``with_raw_response``) and its JSON text.
 
         The response is validated from the JSON text the server sent, which is what a later
         hit validates too: no dump of a constructed object is needed to store it. A reply
-        that does not validate is parsed as the SDK parses it, and comes back without text
-        (the caller stores nothing of it).
+        that does not validate is parsed as the SDK parses it; its text comes back too when
+        it is shaped as an answer of this endpoint, else ``None`` (nothing is stored).
         """
         http = getattr(reply, "http_response", None)
         if http is None:  # not a raw reply: the SDK object itself
@@ -101,7 +146,11 @@ class EndpointAdapter:
         try:
             response = self.build_json(body)
         except ValidationError:
-            return reply.parse(), None
+            try:
+                shaped = self.shaped(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                shaped = False
+            return reply.parse(), compact_json(body) if shaped else None
         response._request_id = reply.request_id  # as the SDK's own parse sets it
         return response, compact_json(body)
 

@@ -91,6 +91,7 @@ class ChatCompletions(_ChoiceStream):
     chunk_type = ChatCompletionChunk
     whole_object = "chat.completion"
     chunk_object = "chat.completion.chunk"
+    kinds = ("chat.completion",)
 
     def new_choice(self, index: int) -> dict[str, Any]:
         return {"index": index, "message": {"role": "assistant"}, "finish_reason": "stop"}
@@ -170,6 +171,7 @@ class Completions(_ChoiceStream):
     response_type = Completion
     chunk_type = Completion
     whole_object = chunk_object = "text_completion"
+    kinds = ("text_completion",)
 
     def new_choice(self, index: int) -> dict[str, Any]:
         return {"index": index, "text": "", "finish_reason": "stop"}
@@ -193,6 +195,8 @@ class Responses(EndpointAdapter):
     endpoint = "responses"
     response_type = Response
     chunk_type = ResponseStreamEvent
+    items = "output"
+    kinds = ("response",)
 
     def usage(self, payload: Any) -> Usage:
         return Usage(
@@ -255,6 +259,8 @@ class Embeddings(EndpointAdapter):
     endpoint = "embeddings"
     response_type = CreateEmbeddingResponse
     chunk_type = CreateEmbeddingResponse
+    items = "data"
+    kinds = ("list",)
 
     def usage(self, payload: Any) -> Usage:
         return Usage(usage_number(payload, "usage", "prompt_tokens"), 0, 0)
