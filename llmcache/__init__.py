@@ -5,6 +5,7 @@ from .client import AsyncCachedClient, CachedClient
 from .errors import BackendError, CacheMiss, ConfigError, LLMCacheError, MissingExtraError
 from .events import CacheEvent
 from .hookspecs import hookimpl, hookspec
+from .http import AsyncCacheTransport, CacheTransport, async_http_client, http_client
 from .keys import ExplicitKeyStrategy, RequestKeyStrategy
 from .plugins import register_plugin, unregister_plugin
 from .request import NEVER, CacheOptions, CacheRequest
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "NEVER",
     "AsyncCacheBackend",
+    "AsyncCacheTransport",
     "AsyncCachedClient",
     "BackendError",
     "CacheBackend",
@@ -24,6 +26,7 @@ __all__ = [
     "CacheOptions",
     "CacheRequest",
     "CacheStats",
+    "CacheTransport",
     "CachedClient",
     "ConfigError",
     "ExplicitKeyStrategy",
@@ -33,8 +36,10 @@ __all__ = [
     "MissingExtraError",
     "RequestKeyStrategy",
     "__version__",
+    "async_http_client",
     "hookimpl",
     "hookspec",
+    "http_client",
     "register_plugin",
     "unregister_plugin",
 ]

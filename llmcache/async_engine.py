@@ -53,6 +53,19 @@ class AsyncEngine(Engine):
         if plan is None:
             self.stats.bypass()
             return self.fresh_response(await upstream(**params), adapter, "", stream=stream)
+        return await self.serve_plan(plan, adapter, params, stream, started, upstream, raw)
+
+    async def serve_plan(
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        params: dict[str, Any],
+        stream: bool,
+        started: float,
+        upstream: Upstream,
+        raw: Upstream | None,
+    ) -> Any:
+        """Serve a planned call: a hit, or the upstream's answer (stored)."""
         found: Found | None = None
         if plan.read_tiers:
             check = self.checker(plan, adapter, stream)
@@ -68,13 +81,7 @@ class AsyncEngine(Engine):
             raise self.only_if_cached(plan)
         if stream:
             self.stats.miss()
-
-            async def store(chunks: list[dict[str, Any]]) -> None:
-                await self._store(plan, adapter, chunks)
-
-            return mark(
-                AsyncRecordingStream(await upstream(**params), store), hit=False, key=plan.key
-            )
+            return self.record_stream(plan, adapter, await upstream(**params))
         try:
             outcome, coalesced = await self.flight.do(
                 plan.pkey, lambda: self._fetch(plan, adapter, params, upstream, raw)
@@ -87,10 +94,24 @@ class AsyncEngine(Engine):
             return self.served(plan, adapter, stale, stream, started)
         return self.settle(plan, adapter, outcome, coalesced, stream, started)
 
+    def record_stream(self, plan: Plan, adapter: EndpointAdapter, live: Any) -> Any:
+        """Return a live stream that is stored once it ran to its end."""
+
+        async def store(chunks: list[dict[str, Any]]) -> None:
+            await self._store(plan, adapter, chunks)
+
+        return mark(AsyncRecordingStream(live, store), hit=False, key=plan.key)
+
     async def embed(self, kwargs: Mapping[str, Any], upstream: Upstream) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""
+        return await self.embed_prepared(EmbeddingCall.prepare(self.planner, kwargs), upstream)
+
+    async def embed_prepared(  # type: ignore[override]
+        self, prepared: tuple[dict[str, Any], EmbeddingCall | None], upstream: Upstream
+    ) -> Any:
+        """:meth:`embed` for a call planned already (:meth:`EmbeddingCall.prepare`)."""
         started = time.perf_counter()
-        params, call = EmbeddingCall.prepare(self.planner, kwargs)
+        params, call = prepared
         adapter = self.adapter("embeddings")
         if call is None:
             self.stats.bypass()

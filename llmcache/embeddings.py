@@ -15,6 +15,7 @@ from typing import Any
 
 from .codec import CorruptEntry, Entry
 from .errors import ConfigError
+from .options import Directives
 from .planning import Plan, Planner
 from .providers.base import EndpointAdapter, dump, usage_number
 from .request import NEVER, CacheRequest
@@ -63,7 +64,17 @@ class EmbeddingCall:
         cls, planner: Planner, kwargs: Mapping[str, Any]
     ) -> tuple[dict[str, Any], EmbeddingCall | None]:
         """Plan every input; ``None`` (with the arguments) when the call bypasses the cache."""
-        params, request, directives = planner.split("embeddings", kwargs)
+        return cls.prepare_request(planner, *planner.split("embeddings", kwargs))
+
+    @classmethod
+    def prepare_request(
+        cls,
+        planner: Planner,
+        params: dict[str, Any],
+        request: CacheRequest,
+        directives: Directives,
+    ) -> tuple[dict[str, Any], EmbeddingCall | None]:
+        """:meth:`prepare` for a call already split into arguments, request and directives."""
         split = split_inputs(params.get("input"))
         ttl = planner.ttl(request, directives)
         if split is None or ttl is NEVER:

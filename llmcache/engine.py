@@ -212,6 +212,20 @@ class Engine:
         value: Any = None,
     ) -> Any:
         """Count a hit, tell observers, and return the marked SDK object."""
+        label = self.count_hit(plan, entry, tier, started, coalesced)
+        served = self.serve(plan, adapter, entry, stream) if value is None else value
+        attrs = vars(served)  # mark() inlined: this is the hit path
+        attrs["cache_hit"] = True
+        attrs["cache_age"] = max(0.0, time.time() - entry.created)
+        attrs["cache_tokens_saved"] = entry.prompt_tokens + entry.completion_tokens
+        attrs["cache_tier"] = label
+        attrs["cache_key"] = plan.key
+        return served
+
+    def count_hit(
+        self, plan: Plan, entry: Entry, tier: Tier | None, started: float, coalesced: bool
+    ) -> str | None:
+        """Count a hit and tell observers; return the tier's label."""
         label = tier.label if tier is not None else None
         prompt, completion = entry.prompt_tokens, entry.completion_tokens
         self.stats.hit(label, entry.model, prompt, completion, coalesced)
@@ -219,14 +233,7 @@ class Engine:
             cost = self.prices.cost(entry.model, prompt, completion)
             tokens = prompt + completion
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
-        served = self.serve(plan, adapter, entry, stream) if value is None else value
-        attrs = vars(served)  # mark() inlined: this is the hit path
-        attrs["cache_hit"] = True
-        attrs["cache_age"] = max(0.0, time.time() - entry.created)
-        attrs["cache_tokens_saved"] = prompt + completion
-        attrs["cache_tier"] = label
-        attrs["cache_key"] = plan.key
-        return served
+        return label
 
     def fresh_response(
         self,
@@ -321,6 +328,17 @@ class Engine:
         started: float,
     ) -> Any:
         """Count and mark the answer of a per-input embeddings call."""
+        payload, outcome = self.count_embeddings(call, result, started)
+        return mark(adapter.load(payload), **outcome)
+
+    def count_embeddings(
+        self,
+        call: EmbeddingCall,
+        result: tuple[dict[str, Any], list[Found | None], Any],
+        started: float,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Count a per-input embeddings call; return its answer and what to mark it with
+        (the keywords of :func:`mark`)."""
         payload, found, response = result
         plan = call.plans[0]
         key = ",".join(dict.fromkeys(p.key for p in call.plans))
@@ -334,17 +352,11 @@ class Engine:
             self.stats.hit(label, model, tokens, 0)
             cost = self.prices.cost(model, tokens, 0)
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
-            return mark(
-                adapter.load(payload),
-                hit=True,
-                key=key,
-                age=max(0.0, time.time() - min(f.entry.created for f in hits)),
-                tokens=tokens,
-                tier=label,
-            )
+            age = max(0.0, time.time() - min(f.entry.created for f in hits))
+            return payload, {"hit": True, "key": key, "age": age, "tokens": tokens, "tier": label}
         self.stats.miss()
         self.emit("llmcache_on_miss", plan, None, started)
-        return mark(adapter.load(payload), hit=False, key=key, tokens=tokens)
+        return payload, {"hit": False, "key": key, "tokens": tokens}
 
     def fetch_steps(
         self, plan: Plan, adapter: EndpointAdapter, params: dict[str, Any], raw: bool = False
@@ -368,15 +380,9 @@ class Engine:
                     return Outcome(None, found.entry, found)
         try:
             reply = yield Upstream(params)
-            response, body = adapter.from_raw(reply) if raw else (reply, None)
-            if body is not None:
-                entry = self.entry_from_response(plan, adapter, response, body)
+            response, entry, store = self.entry_of_reply(plan, adapter, reply, raw)
+            if store:
                 yield from self.write_steps(plan, entry)
-            else:
-                payload = dump(response)
-                entry = self.entry_from_payload(plan, adapter, payload)
-                if self.storable(adapter, payload):
-                    yield from self.write_steps(plan, entry)
         except GeneratorExit:
             raise
         except BaseException:
@@ -386,6 +392,21 @@ class Engine:
         if lock is not None and token not in (None, FAILED):
             yield Op(lock, "unlock", (name, token))
         return Outcome(response, entry)
+
+    def entry_of_reply(
+        self, plan: Plan, adapter: EndpointAdapter, reply: Any, raw: bool
+    ) -> tuple[Any, Entry, bool]:
+        """Return what the caller gets of an upstream reply, its entry, and whether to
+        store that entry.
+
+        :param raw: the reply is the SDK's raw response (``with_raw_response``).
+        """
+        response, body = adapter.from_raw(reply) if raw else (reply, None)
+        if body is not None:
+            return response, self.entry_from_response(plan, adapter, response, body), True
+        payload = dump(response)
+        entry = self.entry_from_payload(plan, adapter, payload)
+        return response, entry, self.storable(adapter, payload)
 
     def write_steps(self, plan: Plan, entry: Entry) -> Steps:
         """Write an entry into the plan's tiers and tell observers."""
@@ -469,9 +490,24 @@ class SyncEngine(Engine):
         if plan is None:
             self.stats.bypass()
             return self.fresh_response(upstream(**params), adapter, "", stream=stream)
+        return self.serve_plan(plan, adapter, params, stream, started, upstream, raw)
+
+    def serve_plan(
+        self,
+        plan: Plan,
+        adapter: EndpointAdapter,
+        params: dict[str, Any],
+        stream: bool,
+        started: float,
+        upstream: Callable[..., Any],
+        raw: Callable[..., Any] | None,
+    ) -> Any:
+        """Serve a planned call: a hit, or the upstream's answer (stored)."""
         found: Found | None = None
         if plan.read_tiers:
-            check = self.checker(plan, adapter, stream) if stream else self._answers[endpoint]
+            check = (
+                self.checker(plan, adapter, stream) if stream else self._answers[adapter.endpoint]
+            )
             found, fresh = self.tiers.lookup(plan.pkey, plan.read_tiers, plan.max_age, plan, check)
             if fresh:  # the hit path
                 entry, tier, _, value = found  # type: ignore[misc]
@@ -483,9 +519,7 @@ class SyncEngine(Engine):
             raise self.only_if_cached(plan)
         if stream:
             self.stats.miss()
-            live = upstream(**params)
-            recorder = RecordingStream(live, lambda chunks: self._store(plan, adapter, chunks))
-            return mark(recorder, hit=False, key=plan.key)
+            return self.record_stream(plan, adapter, upstream(**params))
         try:
             outcome, coalesced = self.flight.do(
                 plan.pkey, lambda: self._fetch(plan, adapter, params, upstream, raw)
@@ -498,10 +532,21 @@ class SyncEngine(Engine):
             return self.served(plan, adapter, stale, stream, started)
         return self.settle(plan, adapter, outcome, coalesced, stream, started)
 
+    def record_stream(self, plan: Plan, adapter: EndpointAdapter, live: Any) -> Any:
+        """Return a live stream that is stored once it ran to its end."""
+        recorder = RecordingStream(live, lambda chunks: self._store(plan, adapter, chunks))
+        return mark(recorder, hit=False, key=plan.key)
+
     def embed(self, kwargs: Mapping[str, Any], upstream: Callable[..., Any]) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""
+        return self.embed_prepared(EmbeddingCall.prepare(self.planner, kwargs), upstream)
+
+    def embed_prepared(
+        self, prepared: tuple[dict[str, Any], EmbeddingCall | None], upstream: Callable[..., Any]
+    ) -> Any:
+        """:meth:`embed` for a call planned already (:meth:`EmbeddingCall.prepare`)."""
         started = time.perf_counter()
-        params, call = EmbeddingCall.prepare(self.planner, kwargs)
+        params, call = prepared
         adapter = self.adapter("embeddings")
         if call is None:
             self.stats.bypass()

@@ -11,7 +11,13 @@ from typing import Any, get_args
 
 from .request import CacheOptions, Strategy
 
-__all__ = ["KNOWN_OPTIONS", "Directives", "parse_cache_control", "split_options"]
+__all__ = [
+    "KNOWN_OPTIONS",
+    "Directives",
+    "parse_cache_control",
+    "parse_options",
+    "split_options",
+]
 
 KNOWN_OPTIONS = (
     "cache_control",
@@ -115,9 +121,16 @@ def split_options(
         if name not in KNOWN_OPTIONS:
             raise TypeError(f"unknown llmcache option {name!r}; known: {', '.join(KNOWN_OPTIONS)}")
         found[name] = params.pop(name)
-    if not found:
-        return params, DEFAULT_OPTIONS, NO_DIRECTIVES
+    return (params, *parse_options(found))
 
+
+def parse_options(found: Mapping[str, Any]) -> tuple[CacheOptions, Directives]:
+    """Parse known ``cache_*`` options (by their keyword names) into options and directives.
+
+    :raises ValueError: a bad option value, naming it and the accepted values.
+    """
+    if not found:
+        return DEFAULT_OPTIONS, NO_DIRECTIVES
     control = found.get("cache_control")
     if control is not None and not isinstance(control, str):
         raise ValueError(f"cache_control must be a string of directives, not {control!r}")
@@ -135,5 +148,4 @@ def split_options(
     tier = found.get("cache_tier")
     if tier is not None and (isinstance(tier, bool) or not isinstance(tier, int) or tier < 1):
         raise ValueError(f"cache_tier must be a whole number >= 1, not {tier!r}")
-    options = CacheOptions(control, ttl, key, prompt, strategy, tier)
-    return params, options, directives
+    return CacheOptions(control, ttl, key, prompt, strategy, tier), directives

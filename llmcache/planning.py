@@ -96,15 +96,33 @@ class Planner:
         params, options, directives = split_options(
             kwargs, sdk_cache_control=self.sdk_cache_control
         )
+        return params, self.request(endpoint, params, options), directives
+
+    def request(
+        self,
+        endpoint: Endpoint,
+        params: dict[str, Any],
+        options: CacheOptions,
+        provider: str | None = None,
+    ) -> CacheRequest:
+        """Return the request of a call whose options are parsed already.
+
+        :param provider: the upstream's identity, when not this planner's (the HTTP-level
+            cache serves every upstream a client talks to).
+        :raises ValueError: ``cache_tier`` names more tiers than there are.
+        """
         if options.tier is not None and options.tier > len(self.tiers):
             raise ValueError(
                 f"cache_tier={options.tier} but this client has {len(self.tiers)} "
                 f"tier{'s' if len(self.tiers) != 1 else ''}"
             )
-        request = CacheRequest(
-            endpoint, MappingProxyType(params), options, self.namespace, self.provider
+        return CacheRequest(
+            endpoint,
+            MappingProxyType(params),
+            options,
+            self.namespace,
+            self.provider if provider is None else provider,
         )
-        return params, request, directives
 
     def plan(
         self, endpoint: Endpoint, kwargs: Mapping[str, Any]
@@ -139,7 +157,12 @@ class Planner:
         self, endpoint: Endpoint, kwargs: Mapping[str, Any]
     ) -> tuple[dict[str, Any], Plan | None]:
         """:meth:`plan` for a call with ``cache_*`` options."""
-        params, request, directives = self.split(endpoint, kwargs)
+        return self.plan_request(*self.split(endpoint, kwargs))
+
+    def plan_request(
+        self, params: dict[str, Any], request: CacheRequest, directives: Directives
+    ) -> tuple[dict[str, Any], Plan | None]:
+        """:meth:`plan` for a call already split into arguments, request and directives."""
         if request.options.prompt:  # sent upstream, never part of the key
             params = mark_prefix(self.provider_name, params)
         ttl = self.ttl(request, directives)

@@ -67,9 +67,10 @@ def is_async_client(client: Any) -> bool:
 def identity(client: Any) -> str:
     """Return what tells two upstreams apart in keys: base URL, organization, project.
 
-    API keys are deliberately left out: they never reach a key or an entry.
+    API keys are deliberately left out: they never reach a key or an entry. The base URL
+    goes in without a trailing slash, as the HTTP-level cache sees it in request URLs.
     """
-    parts = [str(getattr(client, "base_url", "") or "")]
+    parts = [str(getattr(client, "base_url", "") or "").rstrip("/")]
     for name in ("organization", "project"):
         value = getattr(client, name, None)
         parts.append(value if isinstance(value, str) else "")

@@ -90,6 +90,9 @@ class Messages(EndpointAdapter):
     items = "content"
     kind_field = "type"
     kinds = ("message",)
+    sse_named = True
+    sse_done = b""
+    stream_end = "message_stop"
     chunk_type = RawMessageStreamEvent
 
     def usage(self, payload: Any) -> Usage:

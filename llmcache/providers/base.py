@@ -72,6 +72,9 @@ class EndpointAdapter:
     :cvar items: the field every answer of the endpoint carries as a list (``choices``).
     :cvar kind_field: the field naming the answer's type (``object``), when present.
     :cvar kinds: the values that field may hold for this endpoint.
+    :cvar sse_named: server-sent events of a stream name their type (``event: <type>``).
+    :cvar sse_done: what ends a stream on the wire after its last event (``data: [DONE]``).
+    :cvar stream_end: the type of the event that completes a stream, where it has one.
     :ivar build: return the SDK object for a stored response payload (plain data),
         validated; raises :class:`pydantic.ValidationError` for one that is not such a
         response.
@@ -84,6 +87,9 @@ class EndpointAdapter:
     items: ClassVar[str] = "choices"
     kind_field: ClassVar[str] = "object"
     kinds: ClassVar[tuple[str, ...]] = ()
+    sse_named: ClassVar[bool] = False
+    sse_done: ClassVar[bytes] = b"data: [DONE]\n\n"
+    stream_end: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self._chunk_adapter: TypeAdapter[Any] | None = None
@@ -153,6 +159,18 @@ class EndpointAdapter:
             return reply.parse(), compact_json(body) if shaped else None
         response._request_id = reply.request_id  # as the SDK's own parse sets it
         return response, compact_json(body)
+
+    def sse(self, chunks: list[dict[str, Any]]) -> bytes:
+        """Return a stream's chunk payloads as the server-sent events an API sends."""
+        events = []
+        for chunk in chunks:
+            data = orjson.dumps(chunk)
+            if self.sse_named:
+                events.append(b"event: %s\ndata: %s\n\n" % (str(chunk.get("type")).encode(), data))
+            else:
+                events.append(b"data: %s\n\n" % data)
+        events.append(self.sse_done)
+        return b"".join(events)
 
     def build_chunk(self, payload: Mapping[str, Any]) -> Any:
         """Return the SDK object for a stored chunk payload, built as the SDK builds a live one.

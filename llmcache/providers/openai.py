@@ -197,6 +197,9 @@ class Responses(EndpointAdapter):
     chunk_type = ResponseStreamEvent
     items = "output"
     kinds = ("response",)
+    sse_named = True
+    sse_done = b""
+    stream_end = "response.completed"
 
     def usage(self, payload: Any) -> Usage:
         return Usage(
