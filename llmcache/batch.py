@@ -49,7 +49,7 @@ Outcome = tuple[_Call, Any, BaseException | None]
 
 
 def _target(client: Any) -> tuple[str, CachedResource]:
-    if "messages" in client._provider.adapters:
+    if "messages" in client._sdk.adapters:
         endpoint, resource = "messages", getattr(client, "messages", None)
     else:
         chat = getattr(client, "chat", None)
@@ -102,7 +102,7 @@ class _Batch:
         self.engine = client._engine
         self.endpoint, resource = _target(client)
         self.create: Callable[..., Any] = resource.create
-        self.sdk_cache_control = bool(client._provider.sdk_cache_control)
+        self.sdk_cache_control = bool(client._sdk.sdk_cache_control)
         self.calls: list[_Call] = []
         shared: dict[tuple[str, Any], _Call] = {}
         count = 0

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import globs
-from .codec import COMPRESS_THRESHOLD, Codec
-from .errors import ConfigError
-from .keys import physical_key
-from .observers import Observers
-from .planning import Planner
-from .plugins import get_registry
-from .pricing import PriceTable
+from .codec import COMPRESS_THRESHOLD
+from .core import CacheCore
 from .providers import detect, endpoint_method, identity, is_async_client
-from .resources import CachedResource, ResourceGroup
-from .stats import CacheStats, StatsRecorder
-from .tiers import AsyncTiers, Tiers, build_tiers
+from .resources import AsyncCachedResource, CachedResource, ResourceGroup, Routed
+from .stats import CacheStats
 
 __all__ = ["AsyncCachedClient", "CachedClient"]
 
-_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]+")
 _GROUPS = {
     "chat": {"completions": "chat.completions"},
 }
@@ -31,14 +22,17 @@ _TOP = {
     "responses": "responses",
     "messages": "messages",
 }
+# the wrapped client's own attributes that go to its HTTP twin, to be cached
+_ROUTED = frozenset({"with_raw_response", "with_streaming_response", "beta"})
 
 
-def _resolve(kind: str, value: Any, lookup: Any, method: str) -> Any:
-    if isinstance(value, str):
-        return lookup(value)
-    if not callable(getattr(value, method, None)):
-        raise ConfigError(f"{kind} must be a registered name or an object with .{method}(request)")
-    return value
+def _http_library(client: Any) -> str | None:
+    """Return the HTTP library (``httpx2`` or ``httpx``) of an SDK client's HTTP client."""
+    for cls in type(getattr(client, "_client", None)).__mro__:
+        root = cls.__module__.split(".", 1)[0]
+        if root in ("httpx2", "httpx"):
+            return root
+    return None
 
 
 class CachedClient:
@@ -46,6 +40,12 @@ class CachedClient:
 
     Wrapping an async client (``AsyncOpenAI``, ``AsyncAnthropic``) returns an
     :class:`AsyncCachedClient`, whose cached methods and ``clear_cache`` are awaitable.
+
+    ``create`` of the cached endpoints is served by the wrapper itself; the SDK helpers built
+    on it (``parse``, ``stream``), the ``with_raw_response`` / ``with_streaming_response``
+    forms and ``beta`` go through the HTTP-level cache over the same tiers and statistics;
+    ``with_options()`` and ``copy()`` return cached clients sharing them too. Every other
+    attribute is the wrapped client's own.
 
     :param client: the SDK client to wrap; every attribute llmcache does not cache passes
         through to it.
@@ -72,6 +72,7 @@ class CachedClient:
     """
 
     _async = False
+    _resource_type: type[CachedResource] = CachedResource
 
     def __new__(cls, client: Any, *args: Any, **kwargs: Any) -> CachedClient:
         if cls is CachedClient and is_async_client(client):
@@ -97,80 +98,101 @@ class CachedClient:
         lock_ttl: float = 10.0,
         compress_threshold: int = COMPRESS_THRESHOLD,
     ) -> None:
-        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
-            raise ConfigError(
-                f"namespace {namespace!r} must be letters, digits, '_', '.' or '-' only"
-            )
-        if default_ttl is not None and not default_ttl > 0:
-            raise ConfigError(
-                f"default_ttl must be a positive number of seconds or None, not {default_ttl!r}"
-            )
-        plugin_list = list(plugins)
-        registry = get_registry().child(plugin_list) if plugin_list else get_registry()
-        self._client = client
-        self._provider = detect(client)
-        self._namespace = namespace
-        prices = PriceTable(pricing)
-        self._stats = StatsRecorder(prices)
-        tier_list = build_tiers(
-            tiers if tiers is not None else ["memory://"],
-            registry,
+        core = CacheCore(
             is_async=self._async,
-            timeout=backend_timeout,
+            tiers=tiers,
+            namespace=namespace,
+            default_ttl=default_ttl,
+            key_strategy=key_strategy,
+            ttl_policy=ttl_policy,
+            plugins=plugins,
+            signing_key=signing_key,
+            fail_open=fail_open,
+            backend_timeout=backend_timeout,
             failure_threshold=failure_threshold,
             recovery_time=recovery_time,
-        )
-        observers = Observers(registry)
-        store = (AsyncTiers if self._async else Tiers)(
-            tier_list,
-            Codec(signing_key, compress_threshold),
-            self._stats,
-            observers,
-            fail_open=fail_open,
-        )
-        planner = Planner(
-            tier_list,
-            namespace=namespace,
-            provider=identity(client),
-            default_ttl=default_ttl,
-            key_strategy=_resolve("key_strategy", key_strategy, registry.key_strategy, "key"),
-            ttl_policy=_resolve("ttl_policy", ttl_policy, registry.ttl_policy, "ttl"),
-            sdk_cache_control=self._provider.sdk_cache_control,
-            provider_name=self._provider.name,
-        )
-        engine_type = self._engine_type()
-        self._engine = engine_type(
-            planner,
-            self._provider,
-            store,
-            self._stats,
-            observers,
-            prices,
+            pricing=pricing,
             lock_ttl=lock_ttl,
+            compress_threshold=compress_threshold,
         )
-        self._tiers: Any = store
+        self._attach(client, core)
+
+    def _attach(self, client: Any, core: CacheCore) -> None:
+        """Wrap ``client`` over ``core`` (a new one, or the core of the client derived from)."""
+        self._wrapped = client
+        self._core = core
+        self._sdk = detect(client)
+        self._tiers: Any = core.store
+        self._stats = core.stats
+        self._namespace = core.namespace
+        planner = core.planner(
+            identity(client),
+            sdk_cache_control=self._sdk.sdk_cache_control,
+            provider_name=self._sdk.name,
+        )
+        self._engine = self._engine_type()(
+            planner,
+            self._sdk,
+            core.store,
+            core.stats,
+            core.observers,
+            core.prices,
+            lock_ttl=core.lock_ttl,
+        )
+        self._twin = self._http_twin(client, core)
+        make = self._resource_type
         for name, endpoints in _GROUPS.items():
             group = getattr(client, name, None)
+            twin_group = getattr(self._twin, name, None)
             children = {
-                child: CachedResource(getattr(group, child), self._engine, endpoint)  # type: ignore[arg-type]
+                child: make(
+                    getattr(group, child),
+                    self._engine,
+                    endpoint,  # type: ignore[arg-type]
+                    getattr(twin_group, child, None),
+                )
                 for child, endpoint in endpoints.items()
-                if group is not None
-                and endpoint in self._provider.adapters
-                and hasattr(group, child)
+                if group is not None and endpoint in self._sdk.adapters and hasattr(group, child)
             }
             if children:
                 setattr(self, name, ResourceGroup(group, children))
         for name, endpoint in _TOP.items():
-            if (
-                endpoint in self._provider.adapters
-                and endpoint_method(client, endpoint) is not None
-            ):
-                setattr(self, name, CachedResource(getattr(client, name), self._engine, endpoint))  # type: ignore[arg-type]
+            if endpoint in self._sdk.adapters and endpoint_method(client, endpoint) is not None:
+                twin = getattr(self._twin, name, None)
+                setattr(self, name, make(getattr(client, name), self._engine, endpoint, twin))  # type: ignore[arg-type]
+
+    def _http_twin(self, client: Any, core: CacheCore) -> Any:
+        """Return ``client`` rebuilt over a cache transport sharing ``core``, or ``None``
+        for a client that cannot take an HTTP client of ours."""
+        library = _http_library(client)
+        if library is None or not callable(getattr(client, "with_options", None)):
+            return None
+        from .http.transport import AsyncCacheTransport, CacheTransport
+
+        own = getattr(client._client, "_transport", None)  # keep its proxies, limits, TLS
+        if self._async:
+            transport: Any = AsyncCacheTransport(own, library=library, core=core)
+            http = transport.lib.AsyncClient(transport=transport, follow_redirects=True)
+        else:
+            transport = CacheTransport(own, library=library, core=core)
+            http = transport.lib.Client(transport=transport, follow_redirects=True)
+        return client.with_options(http_client=http)
 
     def _engine_type(self) -> Any:
         from .engine import SyncEngine
 
         return SyncEngine
+
+    # -- derived clients ----------------------------------------------------------------
+
+    def with_options(self, **options: Any) -> CachedClient:
+        """Return the wrapped client's ``with_options(**options)``, cached over the same
+        tiers and statistics."""
+        derived = object.__new__(type(self))
+        derived._attach(self._wrapped.with_options(**options), self._core)
+        return derived
+
+    copy = with_options
 
     # -- batches ------------------------------------------------------------------------
 
@@ -220,17 +242,20 @@ class CachedClient:
     # -- pass-through ------------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        if name in _ROUTED and self.__dict__.get("_twin") is not None:
+            sdk = self._sdk
+            return getattr(Routed(self._twin, sdk.sdk_cache_control, sdk.name), name)
+        return getattr(self._wrapped, name)
 
     def __repr__(self) -> str:
         labels = ", ".join(t.label for t in self._tiers.tiers)
-        wrapped = type(self._client).__name__
+        wrapped = type(self._wrapped).__name__
         return f"<{type(self).__name__} of {wrapped} [{labels}] namespace={self._namespace!r}>"
 
     @property
     def wrapped(self) -> Any:
         """The SDK client this one wraps."""
-        return self._client
+        return self._wrapped
 
     @property
     def tiers(self) -> list[str]:
@@ -240,20 +265,12 @@ class CachedClient:
     # -- cache management ---------------------------------------------------------------
 
     def stats(self) -> CacheStats:
-        """Return a snapshot of this client's counters."""
+        """Return a snapshot of this client's counters (shared with derived clients)."""
         return self._stats.snapshot()
 
     def reset_stats(self) -> None:
         """Set this client's counters back to zero."""
         self._stats.reset()
-
-    def _clear_args(self, key: str | None, older_than: float | None) -> tuple[str, float | None]:
-        if key is not None and (not isinstance(key, str) or not key):
-            raise ValueError(f"key must be a non-empty glob over logical keys, not {key!r}")
-        if older_than is not None and (isinstance(older_than, bool) or not older_than >= 0):
-            raise ValueError(f"older_than must be a number of seconds >= 0, not {older_than!r}")
-        prefix = globs.escape(physical_key(self._namespace, ""))
-        return prefix + (key if key is not None else "*"), older_than
 
     def clear_cache(self, key: str | None = None, older_than: float | None = None) -> int:
         """Remove entries of this namespace from every tier.
@@ -264,8 +281,7 @@ class CachedClient:
         :return: entries removed by the tiers that can count (an entry held in two tiers
             counts twice; memcached adds 0).
         """
-        pattern, age = self._clear_args(key, older_than)
-        return self._tiers.run(self._tiers.clear_steps(pattern, age))  # type: ignore[no-any-return]
+        return self._tiers.run(self._core.clear_steps(key, older_than))  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the tiers (the wrapped client stays open)."""
@@ -285,6 +301,7 @@ class AsyncCachedClient(CachedClient):
     """
 
     _async = True
+    _resource_type = AsyncCachedResource
 
     def _engine_type(self) -> Any:
         from .async_engine import AsyncEngine
@@ -321,8 +338,7 @@ class AsyncCachedClient(CachedClient):
 
     async def clear_cache(self, key: str | None = None, older_than: float | None = None) -> int:  # type: ignore[override]
         """Remove entries of this namespace from every tier (see ``CachedClient.clear_cache``)."""
-        pattern, age = self._clear_args(key, older_than)
-        return await self._tiers.run(self._tiers.clear_steps(pattern, age))  # type: ignore[no-any-return]
+        return await self._tiers.run(self._core.clear_steps(key, older_than))  # type: ignore[no-any-return]
 
     async def close(self) -> None:  # type: ignore[override]
         """Wait for background refreshes and close the tiers."""

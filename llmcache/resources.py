@@ -1,25 +1,120 @@
 """Proxies that mirror the SDK's resource tree: ``client.chat.completions.create`` and kin.
 
-Each proxy wraps one SDK resource, replaces ``create`` with the cached pipeline, and passes
-every other attribute through untouched.
+Each proxy wraps one SDK resource. ``create`` goes through the engine directly (the fast
+path); the SDK helpers built on it (``parse``, ``stream``) and its ``with_raw_response`` /
+``with_streaming_response`` forms go to the same resource of the *HTTP twin*: the wrapped
+client rebuilt over a cache transport that shares this client's tiers and statistics, so
+they are cached and counted too. Every other attribute passes through untouched.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+from collections.abc import Callable
 from typing import Any
 
+from .options import KNOWN_OPTIONS, split_options
+from .prompt import mark_prefix
 from .request import Endpoint
 
-__all__ = ["CachedResource", "ResourceGroup"]
+__all__ = ["ROUTED", "AsyncCachedResource", "CachedResource", "ResourceGroup", "Routed"]
+
+# what a cached resource's HTTP twin serves: the helpers and response forms of create
+ROUTED = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response"})
+_HEADERS = {
+    "cache_control": "Cache-Control",
+    "cache_ttl": "llmcache-ttl",
+    "cache_key": "llmcache-key",
+    "cache_strategy": "llmcache-strategy",
+    "cache_tier": "llmcache-tier",
+}
+
+
+def as_headers(kwargs: dict[str, Any], sdk_cache_control: bool, provider: str) -> dict[str, Any]:
+    """Return a call's keywords with its ``cache_*`` options moved into ``extra_headers``
+    (the HTTP-level cache's per-call control), checked as strictly as ``create`` checks them.
+
+    :raises TypeError: an unknown ``cache_*`` keyword.
+    :raises ValueError: a bad option value.
+    """
+    if not any(name.startswith("cache_") for name in kwargs):
+        return kwargs
+    params, options, _ = split_options(kwargs, sdk_cache_control=sdk_cache_control)
+    headers = dict(params.get("extra_headers") or {})
+    for option, header in _HEADERS.items():
+        value = getattr(options, option[len("cache_") :])
+        if option == "cache_strategy" and value == "tiered":
+            continue
+        if value is None:
+            continue
+        if option == "cache_ttl":
+            value = "forever" if math.isinf(value) else repr(value)
+        headers[header] = str(value)
+    if options.prompt:
+        params = mark_prefix(provider, params)
+    params["extra_headers"] = headers
+    return params
+
+
+class Routed:
+    """An object of the HTTP twin whose methods take ``cache_*`` options like ``create``.
+
+    :param target: the twin's object (a resource, or its raw/streaming form).
+    :param sdk_cache_control: the SDK has a ``cache_control`` parameter of its own.
+    :param provider: the provider's name, for ``cache_prompt``.
+    """
+
+    def __init__(self, target: Any, sdk_cache_control: bool, provider: str) -> None:
+        self._target = target
+        self._sdk_cache_control = sdk_cache_control
+        self._provider = provider
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if inspect.ismethod(value) or inspect.isfunction(value):
+            return self._method(value)
+        if type(value).__module__.split(".", 1)[0] == type(self._target).__module__.split(".")[0]:
+            return Routed(value, self._sdk_cache_control, self._provider)  # a sub-resource
+        return value
+
+    def _method(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        convert = functools.partial(
+            as_headers, sdk_cache_control=self._sdk_cache_control, provider=self._provider
+        )
+        if inspect.iscoroutinefunction(inspect.unwrap(method)):
+
+            @functools.wraps(method)
+            async def call_async(*args: Any, **kwargs: Any) -> Any:
+                return await method(*args, **convert(kwargs))
+
+            return call_async
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **convert(kwargs))
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<cached {self._target!r}>"
 
 
 class CachedResource:
-    """An SDK resource whose ``create`` goes through the cache."""
+    """An SDK resource whose ``create`` goes through the cache.
 
-    def __init__(self, resource: Any, engine: Any, endpoint: Endpoint) -> None:
+    :param resource: the wrapped client's resource.
+    :param engine: the engine ``create`` goes through.
+    :param endpoint: the endpoint name.
+    :param twin: the HTTP twin's resource (``None`` where the client has no twin).
+    """
+
+    def __init__(self, resource: Any, engine: Any, endpoint: Endpoint, twin: Any = None) -> None:
         self._resource = resource
         self._engine = engine
         self._endpoint = endpoint
+        self._twin = twin
         # the SDK's raw-response twin of create, whose JSON text a miss stores as it came
         self._raw = getattr(getattr(resource, "with_raw_response", None), "create", None)
         if endpoint == "embeddings":
@@ -33,10 +128,29 @@ class CachedResource:
         return self._engine.embed(kwargs, self._resource.create)
 
     def __getattr__(self, name: str) -> Any:
+        if name in ROUTED and self._twin is not None:
+            provider = self._engine.provider
+            return Routed(self._twin, provider.sdk_cache_control, provider.name).__getattr__(name)
         return getattr(self._resource, name)
 
     def __repr__(self) -> str:
         return f"<cached {self._resource!r}>"
+
+
+class AsyncCachedResource(CachedResource):
+    """:class:`CachedResource` of an async client: ``create`` is a coroutine function."""
+
+    def __init__(self, resource: Any, engine: Any, endpoint: Endpoint, twin: Any = None) -> None:
+        super().__init__(resource, engine, endpoint, twin)
+        if endpoint == "embeddings":
+            self.create = self._embed_async  # type: ignore[method-assign]
+
+    async def create(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Call the SDK's ``create`` through the cache; ``cache_*`` options are llmcache's."""
+        return await self._engine.call(self._endpoint, kwargs, self._resource.create, self._raw)
+
+    async def _embed_async(self, **kwargs: Any) -> Any:
+        return await self._engine.embed(kwargs, self._resource.create)
 
 
 class ResourceGroup:
@@ -48,3 +162,6 @@ class ResourceGroup:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._group, name)
+
+
+assert set(_HEADERS) <= set(KNOWN_OPTIONS)

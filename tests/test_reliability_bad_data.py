@@ -515,6 +515,7 @@ _BANNED_HOOKS = {"ext_hook", "object_hook", "object_pairs_hook", "list_hook"}
 _REVIEWED_IMPORTS = {
     ("llmcache/plugins.py", "import_module"),
     ("llmcache/providers/__init__.py", "import_module"),
+    ("llmcache/http/transport.py", "import_module"),  # fixed names: httpx2, httpx, SDKs
 }
 
 
