@@ -21,7 +21,7 @@ from uuid import uuid4
 
 import orjson
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from tests.servers import IN_CI, free_port
 
@@ -431,6 +431,33 @@ async def test_ainvoke_is_served_by_the_async_tiers(
     assert again.content == first.content
     assert (cache.stats().hits, cache.stats().misses) == (1, 1)
     await cache.aclose()
+
+
+class Weather(BaseModel):
+    """Report the weather of a city."""
+
+    city: str
+
+
+def test_tool_calls_and_streamed_answers_come_back_whole(
+    sim: Simulator, global_cache: Callable[[LLMCache], None]
+) -> None:
+    global_cache(LLMCache(tiers=["memory://"]))
+    key = SecretStr("sk-test")
+    llm = ChatOpenAI(model=MODEL, base_url=sim.base_url, api_key=key, max_retries=0)
+    tools = llm.bind_tools([Weather], tool_choice="Weather")
+    first = tools.invoke("Weather in Paris?")
+    again = tools.invoke("Weather in Paris?")
+    assert sim.count() == 1
+    assert first.tool_calls
+    assert again.tool_calls == first.tool_calls
+    streamed = ChatOpenAI(
+        model=MODEL, base_url=sim.base_url, api_key=key, max_retries=0, streaming=True
+    )
+    first = streamed.invoke("Tell me about caches.")
+    again = streamed.invoke("Tell me about caches.")
+    assert sim.count() == 2
+    assert again.content == first.content
 
 
 def readme_recipe(heading: str) -> str:
