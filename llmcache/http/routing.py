@@ -10,7 +10,7 @@ comes in request headers, which are consumed and never sent upstream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..request import Endpoint
 
 __all__ = [
     "CONTROL_HEADERS",
+    "IDENTITY_HEADERS",
     "PATHS",
     "BadControlHeader",
     "Route",
@@ -43,7 +44,7 @@ CONTROL_HEADERS = {
     "llmcache-strategy": "cache_strategy",
     "llmcache-tier": "cache_tier",
 }
-_IDENTITY_HEADERS = ("openai-organization", "openai-project")
+IDENTITY_HEADERS = (b"openai-organization", b"openai-project")
 assert set(CONTROL_HEADERS.values()) <= set(KNOWN_OPTIONS)
 
 
@@ -63,12 +64,13 @@ class Route:
     identity: str
 
 
-def route(method: str, url: str, path: str, headers: Mapping[str, str]) -> Route | None:
+def route(method: str, url: str, path: str, organization: str, project: str) -> Route | None:
     """Return the route of a request the cache answers, or ``None`` to pass it through.
 
     :param url: the whole URL, as text.
     :param path: the URL's path.
-    :param headers: the request headers (case-insensitive mapping).
+    :param organization: the ``OpenAI-Organization`` header, or ``""``.
+    :param project: the ``OpenAI-Project`` header, or ``""``.
     """
     if method != "POST":
         return None
@@ -80,8 +82,7 @@ def route(method: str, url: str, path: str, headers: Mapping[str, str]) -> Route
     prefix = base[: len(base) - len(suffix)].rstrip("/")
     if query:
         prefix += "?" + query
-    parts = [prefix, *(headers.get(name, "") for name in _IDENTITY_HEADERS)]
-    return Route(endpoint, "|".join(parts))
+    return Route(endpoint, f"{prefix}|{organization}|{project}")
 
 
 def _ttl(value: str) -> Any:

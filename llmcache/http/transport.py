@@ -22,12 +22,21 @@ from ..errors import CacheMiss, ConfigError
 from ..options import Directives, parse_options
 from ..request import CacheRequest
 from .engine import AsyncHttpEngine, Passthrough, SyncHttpEngine, mark_response
-from .routing import CONTROL_HEADERS, BadControlHeader, Route, control_options, header_of, route
+from .routing import (
+    CONTROL_HEADERS,
+    IDENTITY_HEADERS,
+    BadControlHeader,
+    Route,
+    control_options,
+    header_of,
+    route,
+)
 
 __all__ = ["LIBRARIES", "AsyncCacheTransport", "CacheTransport", "load_library"]
 
 LIBRARIES = ("httpx2", "httpx")
 _DROPPED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_CONTROL = frozenset(name.encode() for name in CONTROL_HEADERS)
 
 
 def load_library(name: str | None = None) -> ModuleType:
@@ -68,7 +77,8 @@ class _Call:
     params: dict[str, Any]
     request: CacheRequest
     directives: Directives
-    forward: Any  # the request to send upstream: control headers removed
+    original: Any  # the request as the SDK sent it
+    controlled: bool  # it carries control headers (taken out before it goes upstream)
 
 
 def _error(lib: ModuleType, status: int, message: str, param: str | None = None) -> Any:
@@ -99,8 +109,20 @@ class _Door:
 
     def read(self, request: Any, body: bytes) -> _Call | Any | None:
         """Return the call a request is, an error response, or ``None`` to pass it through."""
+        if request.method != "POST":
+            return None
+        control: list[tuple[str, str]] = []
+        organization = project = ""
+        for name, value in request.headers.raw:  # one pass, no decoding of the rest
+            lower = name.lower()
+            if lower in _CONTROL:
+                control.append((lower.decode(), value.decode("latin-1")))
+            elif lower == IDENTITY_HEADERS[0]:
+                organization = value.decode("latin-1")
+            elif lower == IDENTITY_HEADERS[1]:
+                project = value.decode("latin-1")
         url = request.url
-        where = route(request.method, str(url), url.path, request.headers)
+        where = route(request.method, str(url), url.path, organization, project)
         if where is None or where.endpoint not in self.engine.provider.adapters:
             return None
         try:
@@ -109,9 +131,8 @@ class _Door:
             return None
         if not isinstance(params, dict):
             return None
-        pairs = [(name.lower(), value) for name, value in request.headers.multi_items()]
         try:
-            options, directives = parse_options(control_options(pairs))
+            options, directives = parse_options(control_options(control))
             cache_request = self.planner.request(
                 where.endpoint, params, options, provider=where.identity
             )
@@ -121,32 +142,29 @@ class _Door:
             option = next((o for o in CONTROL_HEADERS.values() if o in str(exc)), "")
             header = header_of(option) if option else "llmcache-*"
             return _error(self.lib, 400, f"bad {header} header: {exc}", header)
-        headers = [
-            (n, v) for n, v in request.headers.multi_items() if n.lower() not in CONTROL_HEADERS
-        ]
-        if params.get("stream"):  # events are read as they pass: ask for them uncompressed
-            headers = [(n, v) for n, v in headers if n.lower() != "accept-encoding"]
-            headers.append(("accept-encoding", "identity"))
-        forward = self.lib.Request(
-            request.method, url, headers=headers, content=body, extensions=request.extensions
-        )
-        return _Call(where, params, cache_request, directives, forward)
+        return _Call(where, params, cache_request, directives, request, bool(control))
 
     def resend(self, call: _Call, params: dict[str, Any]) -> Any:
-        """Return the upstream request for ``params`` (the call's own, or changed by the
-        engine: a background refresh asks without streaming)."""
-        if params == call.params:
-            return call.forward
-        forward = call.forward
-        headers = [
-            (n, v) for n, v in forward.headers.multi_items() if n.lower() != "content-length"
-        ]
+        """Return the upstream request for ``params``: the call's own request without its
+        control headers, or its body changed by the engine (a background refresh asks
+        without streaming)."""
+        request = call.original
+        stream = bool(params.get("stream"))
+        same = params == call.params
+        if same and not call.controlled and not stream:
+            return request  # nothing to take out: send it as it came
+        drop = _CONTROL | {b"content-length"} if not same else _CONTROL
+        if stream:  # events are read as they pass: ask for them uncompressed
+            drop = drop | {b"accept-encoding"}
+        headers = [(n, v) for n, v in request.headers.raw if n.lower() not in drop]
+        if stream:
+            headers.append((b"accept-encoding", b"identity"))
         return self.lib.Request(
-            forward.method,
-            forward.url,
+            request.method,
+            request.url,
             headers=headers,
-            content=orjson.dumps(params),
-            extensions=forward.extensions,
+            content=request.content if same else orjson.dumps(params),
+            extensions=request.extensions,
         )
 
     def copy(self, response: Any) -> Any:
@@ -259,7 +277,8 @@ class CacheTransport:
         except CacheMiss as exc:
             return door.cache_miss(exc)
         engine.stats.bypass()
-        return mark_response(self.transport.handle_request(call.forward), "bypass", "")
+        forward = door.resend(call, call.params)
+        return mark_response(self.transport.handle_request(forward), "bypass", "")
 
     def close(self) -> None:
         """Close the wrapped transport, and the cache's tiers when this transport made them."""
@@ -333,7 +352,7 @@ class AsyncCacheTransport:
         except CacheMiss as exc:
             return door.cache_miss(exc)
         engine.stats.bypass()
-        response = await self.transport.handle_async_request(call.forward)
+        response = await self.transport.handle_async_request(door.resend(call, call.params))
         return mark_response(response, "bypass", "")
 
     async def aclose(self) -> None:
