@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .embeddings import EmbeddingCall
@@ -38,13 +38,15 @@ class AsyncEngine(Engine):
     async def call(
         self,
         endpoint: Endpoint,
-        kwargs: Mapping[str, Any],
         upstream: Upstream,
-        raw: Upstream | None = None,
+        raw: Upstream | None,
+        /,
+        **kwargs: Any,
     ) -> Any:
         """Serve one call of ``endpoint`` whose upstream coroutine method is ``upstream``.
 
         :param raw: the same method returning the SDK's raw response, where the SDK has one.
+        :param kwargs: the call's keywords, ``cache_*`` options included.
         """
         started = time.perf_counter()
         params, plan = self.planner.plan(endpoint, kwargs)
@@ -102,7 +104,7 @@ class AsyncEngine(Engine):
 
         return mark(AsyncRecordingStream(live, store), hit=False, key=plan.key)
 
-    async def embed(self, kwargs: Mapping[str, Any], upstream: Upstream) -> Any:
+    async def embed(self, upstream: Upstream, /, **kwargs: Any) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""
         return await self.embed_prepared(EmbeddingCall.prepare(self.planner, kwargs), upstream)
 

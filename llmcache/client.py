@@ -8,7 +8,7 @@ from typing import Any
 from .codec import COMPRESS_THRESHOLD
 from .core import CacheCore
 from .providers import detect, endpoint_method, identity, is_async_client
-from .resources import AsyncCachedResource, CachedResource, ResourceGroup, Routed
+from .resources import CachedResource, ResourceGroup, Routed
 from .stats import CacheStats
 
 __all__ = ["AsyncCachedClient", "CachedClient"]
@@ -301,7 +301,6 @@ class AsyncCachedClient(CachedClient):
     """
 
     _async = True
-    _resource_type = AsyncCachedResource
 
     def _engine_type(self) -> Any:
         from .async_engine import AsyncEngine

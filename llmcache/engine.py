@@ -475,13 +475,15 @@ class SyncEngine(Engine):
     def call(
         self,
         endpoint: Endpoint,
-        kwargs: Mapping[str, Any],
         upstream: Callable[..., Any],
-        raw: Callable[..., Any] | None = None,
+        raw: Callable[..., Any] | None,
+        /,
+        **kwargs: Any,
     ) -> Any:
         """Serve one call of ``endpoint`` whose upstream method is ``upstream``.
 
         :param raw: the same method returning the SDK's raw response, where the SDK has one.
+        :param kwargs: the call's keywords, ``cache_*`` options included.
         """
         started = time.perf_counter()
         params, plan = self.planner.plan(endpoint, kwargs)
@@ -537,7 +539,7 @@ class SyncEngine(Engine):
         recorder = RecordingStream(live, lambda chunks: self._store(plan, adapter, chunks))
         return mark(recorder, hit=False, key=plan.key)
 
-    def embed(self, kwargs: Mapping[str, Any], upstream: Callable[..., Any]) -> Any:
+    def embed(self, upstream: Callable[..., Any], /, **kwargs: Any) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""
         return self.embed_prepared(EmbeddingCall.prepare(self.planner, kwargs), upstream)
 

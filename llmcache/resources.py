@@ -19,7 +19,7 @@ from .options import KNOWN_OPTIONS, split_options
 from .prompt import mark_prefix
 from .request import Endpoint
 
-__all__ = ["ROUTED", "AsyncCachedResource", "CachedResource", "ResourceGroup", "Routed"]
+__all__ = ["ROUTED", "CachedResource", "ResourceGroup", "Routed"]
 
 # what a cached resource's HTTP twin serves: the helpers and response forms of create
 ROUTED = frozenset({"parse", "stream", "with_raw_response", "with_streaming_response"})
@@ -104,28 +104,29 @@ class Routed:
 class CachedResource:
     """An SDK resource whose ``create`` goes through the cache.
 
+    ``create`` takes the SDK method's keywords plus llmcache's ``cache_*`` options; on an
+    async client it is a coroutine function. It is the engine's own entry point bound to
+    this resource: no frame of ours between the caller and the engine (the hit path).
+
     :param resource: the wrapped client's resource.
     :param engine: the engine ``create`` goes through.
     :param endpoint: the endpoint name.
     :param twin: the HTTP twin's resource (``None`` where the client has no twin).
     """
 
+    create: Callable[..., Any]
+
     def __init__(self, resource: Any, engine: Any, endpoint: Endpoint, twin: Any = None) -> None:
         self._resource = resource
         self._engine = engine
         self._endpoint = endpoint
         self._twin = twin
-        # the SDK's raw-response twin of create, whose JSON text a miss stores as it came
-        self._raw = getattr(getattr(resource, "with_raw_response", None), "create", None)
         if endpoint == "embeddings":
-            self.create = self._embed  # type: ignore[method-assign]
-
-    def create(self, **kwargs: Any) -> Any:
-        """Call the SDK's ``create`` through the cache; ``cache_*`` options are llmcache's."""
-        return self._engine.call(self._endpoint, kwargs, self._resource.create, self._raw)
-
-    def _embed(self, **kwargs: Any) -> Any:
-        return self._engine.embed(kwargs, self._resource.create)
+            self.create = functools.partial(engine.embed, resource.create)
+        else:
+            # the SDK's raw-response twin of create, whose JSON text a miss stores as it came
+            raw = getattr(getattr(resource, "with_raw_response", None), "create", None)
+            self.create = functools.partial(engine.call, endpoint, resource.create, raw)
 
     def __getattr__(self, name: str) -> Any:
         if name in ROUTED and self._twin is not None:
@@ -135,22 +136,6 @@ class CachedResource:
 
     def __repr__(self) -> str:
         return f"<cached {self._resource!r}>"
-
-
-class AsyncCachedResource(CachedResource):
-    """:class:`CachedResource` of an async client: ``create`` is a coroutine function."""
-
-    def __init__(self, resource: Any, engine: Any, endpoint: Endpoint, twin: Any = None) -> None:
-        super().__init__(resource, engine, endpoint, twin)
-        if endpoint == "embeddings":
-            self.create = self._embed_async  # type: ignore[method-assign]
-
-    async def create(self, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Call the SDK's ``create`` through the cache; ``cache_*`` options are llmcache's."""
-        return await self._engine.call(self._endpoint, kwargs, self._resource.create, self._raw)
-
-    async def _embed_async(self, **kwargs: Any) -> Any:
-        return await self._engine.embed(kwargs, self._resource.create)
 
 
 class ResourceGroup:
