@@ -6,9 +6,10 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import batching, misses
+from . import batching, http_hits, misses
 from .batching import BatchRow, CoalesceRow
 from .hits import HitRow
+from .http_hits import HttpRow
 from .machine import Machine
 from .misses import MissRow
 from .peers import PeerRow
@@ -25,6 +26,7 @@ class Results:
     machine: Machine
     settings: dict[str, Any]
     hits: list[HitRow] = field(default_factory=list)
+    http_hits: list[HttpRow] = field(default_factory=list)
     misses: list[MissRow] = field(default_factory=list)
     batches: list[BatchRow] = field(default_factory=list)
     bursts: list[CoalesceRow] = field(default_factory=list)
@@ -63,6 +65,15 @@ def verdicts(results: Results) -> list[Verdict]:
                     bool(row.passed),
                 )
             )
+    for http in results.http_hits:
+        found.append(
+            Verdict(
+                f"hit through llmcache.http_client ({http.mode})",
+                f"<= {http_hits.TARGET:.2f}x floor, 0 upstream calls",
+                f"{http.result.ratio:.3f}x, {http.upstream_calls} calls",
+                http.passed,
+            )
+        )
     for miss in results.misses:
         found.append(
             Verdict(
@@ -233,6 +244,39 @@ def _misses(results: Results) -> list[str]:
         *_table(head, rows),
         "",
         f"Every call reached the upstream exactly once ({checks}).",
+    ]
+
+
+def _http(results: Results) -> list[str]:
+    wrapper = {r.mode: r.result.ours.median_us for r in results.hits if r.tier == "memory"}
+    plain = {m.mode: m.result.floor.median_us for m in results.misses}
+    head = ["mode", "ours median µs", "ours p99 µs", "floor median µs", "ratio", "target"]
+    head += ["upstream calls", "wrapper hit µs", "plain SDK miss µs", ""]
+    rows = [
+        [
+            h.mode,
+            _us(h.result.ours.median_us),
+            _us(h.result.ours.p99_us),
+            _us(h.result.floor.median_us),
+            f"**{h.result.ratio:.3f}**",
+            f"{http_hits.TARGET:.2f}",
+            str(h.upstream_calls),
+            _us(wrapper[h.mode]) if h.mode in wrapper else "",
+            _us(plain[h.mode]) if h.mode in plain else "",
+            _mark(h.passed),
+        ]
+        for h in results.http_hits
+    ]
+    return [
+        "",
+        "## 2b. Hits through the HTTP-level cache",
+        "",
+        "`OpenAI(http_client=llmcache.http_client(tiers=['memory://']))`, the typical request, "
+        "against the floor: the same SDK call through an HTTP client whose transport returns "
+        "the stored answer's bytes at once (no cache logic). Beside it, the wrapper's memory "
+        "hit and the plain SDK call to the simulator (a miss) of this run.",
+        "",
+        *_table(head, rows),
     ]
 
 
@@ -447,6 +491,8 @@ def render(results: Results) -> str:
     lines = _header(results) + _summary(results) + _hits(results)
     if results.misses:
         lines += _misses(results)
+    if results.http_hits:
+        lines += _http(results)
     if results.batches or results.bursts:
         lines += _batches(results)
     if results.scale:

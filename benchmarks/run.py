@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from . import batching, hits, misses, peers, scale
+from . import batching, hits, http_hits, misses, peers, scale
 from .chart import draw
 from .machine import describe, load_average
 from .pinning import place
@@ -56,6 +56,7 @@ class Plan:
     misses: misses.Settings
     scale: scale.Settings
     peers: peers.Settings
+    http_hits: http_hits.Settings = dataclasses.field(default_factory=http_hits.Settings)
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -65,6 +66,7 @@ def _plan(args: argparse.Namespace) -> Plan:
             misses.Settings(rounds=5, block=20, warmup=10),
             scale.Settings(entries=20_000, rounds=5, block=100, purge_rows=2_000),
             peers.Settings(rounds=3, block=100),
+            http_hits.Settings(rounds=5, block=50),
         )
     else:
         plan = Plan(hits.Settings(), misses.Settings(), scale.Settings(), peers.Settings())
@@ -120,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.hits = hits.measure_hits(hits.tier_cases(servers), upstream, plan.hits, log)
         log("miss overhead")
         results.misses = misses.measure_misses(upstream, plan.misses, log)
+        log("hits through the HTTP-level cache")
+        results.http_hits = http_hits.measure_http_hits(upstream, plan.http_hits, log)
         log("batch and coalescing")
         # A batch measures throughput, not round trips: its upstream gets a core of its own,
         # as a real provider's servers would, so that the client's work is what is timed.
