@@ -73,7 +73,8 @@ class Entry:
         return None if self.expires is None else self.expires - now
 
 
-KINDS = {"response": dict, "json": bytes, "chunks": list, "embedding": dict}
+# "langchain": a LangChain cache entry, generations as langchain_core's own JSON text
+KINDS = {"response": dict, "json": bytes, "chunks": list, "embedding": dict, "langchain": str}
 MAX_BODY = 64 * 1024 * 1024  # an inflated body larger than this is a corrupt (or hostile) entry
 
 

@@ -25,11 +25,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
-from .. import codec, globs
+from .. import globs
 from ..backends.base import SyncToAsync
 from ..codec import COMPRESS_THRESHOLD, CorruptEntry, Entry
 from ..core import CacheCore
@@ -74,22 +74,6 @@ _ALLOWED: list[type[Serializable]] = [
     ChatMessage,
     ChatMessageChunk,
 ]
-
-
-def _register_kind(kind: str, shape: type) -> None:
-    """Let the codec accept entries of ``kind`` whose payload is a ``shape``.
-
-    The codec rejects entry kinds it does not know, as a forged or damaged header; the core
-    has no public registration for a kind yet, so this module adds its own to the codec's
-    table (the only write to it, once, at import).
-    """
-    kinds = cast("dict[str, type]", codec.KINDS)
-    known = kinds.setdefault(kind, shape)
-    if known is not shape:
-        raise ConfigError(f"entry kind {kind!r} is already registered for {known.__name__}")
-
-
-_register_kind(KIND, str)
 
 
 class _Call:
