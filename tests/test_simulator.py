@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import http.client
 import json
 import math
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import openai
 import pytest
 from openai.types.responses import Response
+from pydantic import BaseModel, Field
 
-from llmcache.simulator import Simulator, request_digest
+from llmcache.simulator import Simulator, instance_of, request_digest
 
 MODEL = "gpt-4o-mini"
 CLAUDE = "claude-simulated"
@@ -389,3 +392,195 @@ def test_stop_is_idempotent_and_closes_the_port() -> None:
         sim.stop()
         with pytest.raises(openai.APIConnectionError):
             c.chat.completions.create(**chat())
+
+
+# -- structured output and tool calls ------------------------------------------------------
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Place(BaseModel):
+    city: str
+    country: str = "France"
+    population: int = Field(ge=1000)
+
+
+class Answer(BaseModel):
+    """A model with what Pydantic schemas carry: nesting, unions, enums, bounds, formats."""
+
+    title: str = Field(min_length=3, max_length=40)
+    score: float = Field(gt=0, le=1)
+    count: int = Field(multiple_of=5)
+    done: bool
+    color: Color
+    mode: Literal["fast", "slow"]
+    tags: list[str] = Field(min_length=2)
+    places: list[Place]
+    best: Place | None
+    note: str | None = None
+    when: datetime.date
+    pair: tuple[int, str]
+    extra: dict[str, int]
+
+
+class Tree(BaseModel):
+    name: str
+    children: list[Tree]
+    parent: Tree | None
+
+
+class Weather(BaseModel):
+    """Get the weather of a city."""
+
+    city: str
+    unit: Literal["C", "F"]
+
+
+def test_schema_instances_validate_against_the_pydantic_models_they_come_from() -> None:
+    for model in (Answer, Tree, Place, Weather):
+        value = instance_of(model.model_json_schema())
+        assert model.model_validate(value) is not None
+        assert instance_of(model.model_json_schema()) == value  # deterministic
+    assert instance_of({"type": "array", "items": {"type": "integer"}, "minItems": 3}) == [1, 1, 1]
+    assert instance_of({"type": ["null", "string"], "format": "email"}) == "user@example.com"
+    assert instance_of({"allOf": [{"$ref": "#/$defs/A"}], "$defs": {"A": {"const": 7}}}) == 7
+
+
+def test_chat_structured_output_parses_into_the_model_whole_and_streamed(
+    client: openai.OpenAI, sim: Simulator
+) -> None:
+    parsed = client.chat.completions.parse(**chat(), response_format=Answer)
+    answer = parsed.choices[0].message.parsed
+    assert isinstance(answer, Answer)
+    sent = sim.requests[-1].body["response_format"]
+    assert sent["type"] == "json_schema"
+    assert answer == Answer.model_validate(instance_of(sent["json_schema"]["schema"]))
+    with client.chat.completions.stream(**chat(), response_format=Answer) as stream:
+        assert stream.get_final_completion().choices[0].message.parsed == answer
+    loose = client.chat.completions.create(**chat(), response_format={"type": "json_object"})
+    assert json.loads(loose.choices[0].message.content or "")["answer"].startswith("[")
+
+
+def test_chat_calls_a_tool_for_a_user_turn_and_answers_once_a_result_came_back(
+    client: openai.OpenAI,
+) -> None:
+    tools: Any = [openai.pydantic_function_tool(Weather), openai.pydantic_function_tool(Place)]
+    first = client.chat.completions.parse(**chat("Weather in Paris?"), tools=tools)
+    assert first.choices[0].finish_reason == "tool_calls"
+    [call] = first.choices[0].message.tool_calls or []
+    assert call.function.name == "Weather"
+    assert isinstance(call.function.parsed_arguments, Weather)
+    again = client.chat.completions.create(**chat("Weather in Paris?"), tools=tools)
+    [repeat] = again.choices[0].message.tool_calls or []
+    assert (repeat.id, repeat.function.arguments) == (call.id, call.function.arguments)
+    history: Any = [
+        {"role": "user", "content": "Weather in Paris?"},
+        first.choices[0].message.model_dump(exclude={"parsed"}, exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees"},
+    ]
+    final = client.chat.completions.create(model=MODEL, messages=history, tools=tools)
+    assert final.choices[0].finish_reason == "stop"
+    assert (final.choices[0].message.content or "").startswith("[")
+    declined = client.chat.completions.create(**chat(), tools=tools, tool_choice="none")
+    assert declined.choices[0].message.tool_calls is None
+
+
+def test_required_tool_choice_moves_on_to_a_tool_not_called_yet(client: openai.OpenAI) -> None:
+    tools: Any = [openai.pydantic_function_tool(Weather), openai.pydantic_function_tool(Place)]
+    first = client.chat.completions.create(**chat(), tools=tools, tool_choice="required")
+    [call] = first.choices[0].message.tool_calls or []
+    history: Any = [
+        {"role": "user", "content": "q"},
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "done"},
+    ]
+    second = client.chat.completions.create(
+        model=MODEL, messages=history, tools=tools, tool_choice="required"
+    )
+    assert [c.function.name for c in second.choices[0].message.tool_calls or []] == ["Place"]
+    named = {"type": "function", "function": {"name": "Place"}}
+    forced = client.chat.completions.create(**chat(), tools=tools, tool_choice=named)
+    assert Place.model_validate_json(
+        (forced.choices[0].message.tool_calls or [])[0].function.arguments
+    )
+
+
+def test_streamed_tool_call_arguments_arrive_in_pieces_that_join_to_valid_json(
+    client: openai.OpenAI,
+) -> None:
+    tools: Any = [openai.pydantic_function_tool(Weather)]
+    chunks = list(client.chat.completions.create(**chat(), tools=tools, stream=True))
+    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
+    pieces = [d[0].function.arguments for d in deltas if d[0].function]
+    assert len([p for p in pieces if p]) > 1
+    assert Weather.model_validate_json("".join(p or "" for p in pieces))
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_responses_structured_output_and_function_calls(
+    client: openai.OpenAI, sim: Simulator
+) -> None:
+    parsed = client.responses.parse(model=MODEL, input="Describe Paris", text_format=Place)
+    sent = sim.requests[-1].body["text"]["format"]["schema"]
+    assert parsed.output_parsed == Place.model_validate(instance_of(sent))
+    with client.responses.stream(model=MODEL, input="Describe Paris", text_format=Place) as s:
+        assert s.get_final_response().output_parsed == parsed.output_parsed
+    tool: Any = {
+        "type": "function",
+        "name": "weather",
+        "parameters": Weather.model_json_schema(),
+        "strict": False,
+    }
+    called = client.responses.create(model=MODEL, input="Weather?", tools=[tool])
+    [item] = called.output
+    assert item.type == "function_call"
+    assert Weather.model_validate_json(item.arguments)
+    with client.responses.stream(model=MODEL, input="Weather?", tools=[tool]) as stream:
+        events = list(stream)
+        streamed = stream.get_final_response().output[0]
+    assert any(e.type == "response.function_call_arguments.delta" for e in events)
+    assert streamed.type == "function_call"
+    assert streamed.arguments == item.arguments
+    assert streamed.call_id == item.call_id
+    follow_up: Any = [
+        {"role": "user", "content": "Weather?"},
+        item.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": item.call_id, "output": "18 degrees"},
+    ]
+    final = client.responses.create(model=MODEL, input=follow_up, tools=[tool])
+    assert final.output_text.startswith("[")
+
+
+def test_anthropic_tool_use_then_text_and_structured_output(
+    claude: anthropic.Anthropic, sim: Simulator
+) -> None:
+    tool: Any = {"name": "weather", "description": "W", "input_schema": Weather.model_json_schema()}
+    ask: dict[str, Any] = {"model": CLAUDE, "max_tokens": 256, "tools": [tool]}
+    question: Any = [{"role": "user", "content": "Weather in Paris?"}]
+    first = claude.messages.create(**ask, messages=question)
+    assert first.stop_reason == "tool_use"
+    [block] = first.content
+    assert block.type == "tool_use"
+    assert Weather.model_validate(block.input)
+    with claude.messages.stream(**ask, messages=question) as stream:
+        streamed: Any = stream.get_final_message().content[0]
+    assert (streamed.id, streamed.input) == (block.id, block.input)
+    history: Any = [
+        *question,
+        {"role": "assistant", "content": [block.model_dump()]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "18"}],
+        },
+    ]
+    final = claude.messages.create(**ask, messages=history)
+    assert final.stop_reason == "end_turn"
+    assert final.content[0].type == "text"
+    parsed = claude.messages.parse(
+        model=CLAUDE, max_tokens=256, messages=question, output_format=Weather
+    )
+    sent = sim.requests[-1].body["output_config"]["format"]["schema"]
+    assert parsed.parsed_output == Weather.model_validate(instance_of(sent))
