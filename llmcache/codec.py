@@ -3,7 +3,8 @@
 Layout (msgpack array)::
 
     ["llmc", VERSION, header, body, signature]
-    header = [key, created, expires, kind, model, prompt_tokens, completion_tokens, codec]
+    header = [key, created, expires, kind, model, prompt_tokens, completion_tokens, codec,
+              cached_tokens, written_tokens]   (the last two only when either is not 0)
     body   = the payload itself (codec 2), or msgpack(payload) as bytes: zlib-compressed
              when codec == 1, raw when codec == 0 (signed entries always carry bytes)
 
@@ -58,6 +59,8 @@ class Entry:
     model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, those read from the provider's cache
+    written_tokens: int = 0  # of the prompt tokens, those written to it
 
     @property
     def total_tokens(self) -> int:
@@ -97,7 +100,8 @@ def _validate(entry: Entry) -> None:
         raise CorruptEntry("a 'chunks' entry holds something other than chunks")
     if entry.model is not None and not isinstance(entry.model, str):
         raise CorruptEntry(f"entry model {entry.model!r} is not a string")
-    for tokens in (entry.prompt_tokens, entry.completion_tokens):
+    counts = (entry.prompt_tokens, entry.completion_tokens, entry.cached_tokens)
+    for tokens in (*counts, entry.written_tokens):
         if type(tokens) is not int or tokens < 0:
             raise CorruptEntry(f"entry token count {tokens!r} is not a count")
 
@@ -139,14 +143,16 @@ class Codec:
             entry.completion_tokens,
             _INLINE,
         ]
+        if entry.cached_tokens or entry.written_tokens:  # older readers take 8 fields
+            header += [entry.cached_tokens, entry.written_tokens]
         if self._signing_key is None:  # the payload inline: one unpack on the hit path
             data: bytes = msgpack.packb([MAGIC, VERSION, header, entry.payload, b""])
             if len(data) <= self.compress_threshold:
                 return data
         body: bytes = msgpack.packb(entry.payload)
-        header[-1] = _RAW
+        header[7] = _RAW
         if len(body) > self.compress_threshold:
-            body, header[-1] = zlib.compress(body, 6), _ZLIB
+            body, header[7] = zlib.compress(body, 6), _ZLIB
         signature = self._sign(header, body) if self._signing_key else b""
         return msgpack.packb([MAGIC, VERSION, header, body, signature])
 
@@ -157,7 +163,8 @@ class Codec:
         """
         try:
             magic, version, header, body, signature = msgpack.unpackb(data)
-            stored_key, created, expires, kind, model, prompt, completion, codec = header
+            stored_key, created, expires, kind, model, prompt, completion, codec = header[:8]
+            cached, written = header[8:10] if len(header) >= 10 else (0, 0)
         except Exception as exc:
             raise CorruptEntry(f"not an llmcache entry: {exc}") from exc
         if magic != MAGIC or version != VERSION:
@@ -188,6 +195,8 @@ class Codec:
                 model,
                 prompt,
                 completion,
+                cached,
+                written,
             )
         except Exception as exc:
             raise CorruptEntry(f"corrupt entry body: {exc}") from exc

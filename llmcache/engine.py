@@ -123,6 +123,8 @@ class Engine:
             adapter.model(whole),
             usage.prompt,
             usage.completion,
+            usage.provider_cached,
+            usage.provider_written,
         )
 
     def entry_from_response(
@@ -139,6 +141,8 @@ class Engine:
             adapter.model(response),
             usage.prompt,
             usage.completion,
+            usage.provider_cached,
+            usage.provider_written,
         )
 
     def answer(self, adapter: EndpointAdapter, entry: Entry) -> Any:
@@ -228,9 +232,10 @@ class Engine:
         """Count a hit and tell observers; return the tier's label."""
         label = tier.label if tier is not None else None
         prompt, completion = entry.prompt_tokens, entry.completion_tokens
-        self.stats.hit(label, entry.model, prompt, completion, coalesced)
+        cached, written = entry.cached_tokens, entry.written_tokens
+        self.stats.hit(label, entry.model, prompt, completion, coalesced, cached, written)
         if self.observers.wanted("llmcache_on_hit"):
-            cost = self.prices.cost(entry.model, prompt, completion)
+            cost = self.prices.cost(entry.model, prompt, completion, cached, written)
             tokens = prompt + completion
             self.emit("llmcache_on_hit", plan, label, started, tokens=tokens, cost=cost)
         return label

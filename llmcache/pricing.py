@@ -37,10 +37,26 @@ class Price:
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Dollars for a call with these token counts."""
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1e6
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0
+    ) -> float:
+        """Dollars for a call with these token counts.
+
+        :param prompt_tokens: every prompt token, those the provider read from or wrote to
+            its prompt cache included.
+        :param cached: prompt tokens read from the provider's prompt cache (at
+            ``cached_input``, or ``input`` without one).
+        :param written: prompt tokens written to it (at ``cache_write``, or ``input``).
+        """
+        cached = min(cached, prompt_tokens)
+        written = min(written, prompt_tokens - cached)
+        plain = prompt_tokens - cached - written
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        write_price = self.input if self.cache_write is None else self.cache_write
+        prompt = plain * self.input + cached * cached_price + written * write_price
+        return (prompt + completion_tokens * self.output) / 1e6
 
     def cache_discount(self, cached_tokens: int) -> float:
         """Dollars the provider's prompt cache saved on ``cached_tokens`` prompt tokens."""
@@ -92,7 +108,7 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "text-embedding-3-large": Price(0.13, 0.0),
     "text-embedding-ada-002": Price(0.10, 0.0),
     # -- Anthropic (platform.claude.com/docs/en/about-claude/pricing) ---------------------
-    # cached_input is the cache-hit price; cache writes cost more than input and are no saving
+    # cached_input is the cache-hit price; cache writes (5-minute) cost 1.25x input, below
     "claude-fable-5-1": Price(10.00, 50.00, 0.25),
     "claude-fable-5": Price(10.00, 50.00, 1.00),
     "claude-opus-5-5": Price(4.00, 20.00, 0.20),
@@ -118,11 +134,17 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "claude-3-haiku": Price(0.25, 1.25, 0.03),
     "claude-3-opus": Price(15.00, 75.00, 1.50),
 }
+DEFAULT_PRICES = {
+    model: Price(p.input, p.output, p.cached_input, round(p.input * 1.25, 6))
+    if model.startswith("claude-")
+    else p
+    for model, p in DEFAULT_PRICES.items()
+}
 
 # a dated snapshot or moving alias of a listed model: -2024-07-18, -20250929, -latest
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
 
-_FIELDS = ("input", "output", "cached_input")
+_FIELDS = ("input", "output", "cached_input", "cache_write")
 
 
 def _price(model: str, entry: object) -> Price:
@@ -140,7 +162,7 @@ def _price(model: str, entry: object) -> Price:
     values: dict[str, float | None] = {}
     for field in _FIELDS:
         value = entry.get(field)
-        if value is None and field == "cached_input":
+        if value is None and field in ("cached_input", "cache_write"):
             values[field] = None
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -157,7 +179,12 @@ def _price(model: str, entry: object) -> Price:
             f"pricing[{model!r}]['cached_input'] ({cached}) must not exceed "
             f"pricing[{model!r}]['input'] ({full})"
         )
-    return Price(values["input"] or 0.0, values["output"] or 0.0, values["cached_input"])
+    return Price(
+        values["input"] or 0.0,
+        values["output"] or 0.0,
+        values["cached_input"],
+        values["cache_write"],
+    )
 
 
 _RESOLVED_MAX = 4096
@@ -210,7 +237,14 @@ class PriceTable:
                 )
         return None
 
-    def cost(self, model: str | None, prompt_tokens: int, completion_tokens: int) -> float:
-        """Dollars for a call, or 0 for a model without a price."""
+    def cost(
+        self,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached: int = 0,
+        written: int = 0,
+    ) -> float:
+        """Dollars for a call (see :meth:`Price.cost`), or 0 for a model without a price."""
         price = self.get(model)
-        return price.cost(prompt_tokens, completion_tokens) if price else 0.0
+        return price.cost(prompt_tokens, completion_tokens, cached, written) if price else 0.0

@@ -62,13 +62,33 @@ class CacheStats:
 class Prices(Protocol):
     """What the recorder needs of a price table."""
 
-    def cost(self, model: str | None, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(
+        self,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached: int = 0,
+        written: int = 0,
+    ) -> float:
         """Dollars for a call with these token counts."""
 
 
 class _NoPrices:
-    def cost(self, model: str | None, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(
+        self,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached: int = 0,
+        written: int = 0,
+    ) -> float:
         return 0.0
+
+
+def _money(usd: float) -> float:
+    """Round dollars to a billionth: sums of per-token prices carry float noise
+    (``1.3499999999999998e-05``) that no price list has."""
+    return round(usd, 9)
 
 
 class StatsRecorder:
@@ -83,7 +103,7 @@ class StatsRecorder:
     def __init__(self, prices: Prices | None = None) -> None:
         self._lock = threading.Lock()
         self._prices = prices if prices is not None else _NoPrices()
-        self._log: deque[tuple[str | None, str | None, int, int, bool]] = deque()
+        self._log: deque[tuple[str | None, str | None, int, int, bool, int, int]] = deque()
         self.reset()
 
     def reset(self) -> None:
@@ -93,7 +113,8 @@ class StatsRecorder:
             self._hits = self._misses = self._bypasses = self._coalesced = self._errors = 0
             self._provider_tokens = 0
             self._provider_cost = 0.0
-            self._saved: dict[str | None, list[int]] = {}  # model -> [prompt, completion]
+            # model -> [prompt, completion, provider-cached, provider-written] tokens
+            self._saved: dict[str | None, list[int]] = {}
             self._tier_hits: dict[str, int] = {}
 
     def hit(
@@ -103,9 +124,18 @@ class StatsRecorder:
         prompt_tokens: int,
         completion_tokens: int,
         coalesced: bool = False,
+        cached: int = 0,
+        written: int = 0,
     ) -> None:
-        """Count a call served from the cache, with the tokens of the answer it reused."""
-        self._log.append((tier, model, prompt_tokens, completion_tokens, coalesced))
+        """Count a call served from the cache, with the tokens of the answer it reused.
+
+        :param cached: of ``prompt_tokens``, those the original call read from the
+            provider's prompt cache (what they cost is what the hit saved on them).
+        :param written: of ``prompt_tokens``, those the original call wrote to it.
+        """
+        self._log.append(
+            (tier, model, prompt_tokens, completion_tokens, coalesced, cached, written)
+        )
         if len(self._log) >= FOLD_AT:
             with self._lock:
                 self._fold()
@@ -116,13 +146,15 @@ class StatsRecorder:
         # Pop exactly the hits logged so far (others may append meanwhile), and count equal
         # records together: both loops run in C, the Python loop below over distinct ones.
         records = Counter(islice(iter(log.popleft, None), len(log)))
-        for (tier, model, prompt, completion, coalesced), count in records.items():
+        for (tier, model, prompt, completion, coalesced, cached, written), count in records.items():
             self._hits += count
             saved = self._saved.get(model)
             if saved is None:
-                saved = self._saved[model] = [0, 0]
+                saved = self._saved[model] = [0, 0, 0, 0]
             saved[0] += prompt * count
             saved[1] += completion * count
+            saved[2] += cached * count
+            saved[3] += written * count
             if coalesced:
                 self._coalesced += count
             if tier is not None:
@@ -153,7 +185,7 @@ class StatsRecorder:
         """Return the counters as they are now, with the dollars the saved tokens are worth."""
         with self._lock:
             self._fold()
-            saved = [(model, prompt, done) for model, (prompt, done) in self._saved.items()]
+            saved = [(model, p, c, r, w) for model, (p, c, r, w) in self._saved.items()]
             counts = (self._hits, self._misses, self._bypasses, self._coalesced, self._errors)
             provider = (self._provider_tokens, self._provider_cost)
             tier_hits = MappingProxyType(dict(self._tier_hits))
@@ -165,9 +197,9 @@ class StatsRecorder:
             bypasses=bypasses,
             coalesced=coalesced,
             errors=errors,
-            tokens_saved=sum(prompt + done for _, prompt, done in saved),
-            cost_saved_usd=sum(self._prices.cost(m, prompt, done) for m, prompt, done in saved),
+            tokens_saved=sum(prompt + done for _, prompt, done, _, _ in saved),
+            cost_saved_usd=_money(sum(self._prices.cost(m, p, c, r, w) for m, p, c, r, w in saved)),
             provider_cached_tokens=provider[0],
-            provider_cost_saved_usd=provider[1],
+            provider_cost_saved_usd=_money(provider[1]),
             tier_hits=tier_hits,
         )

@@ -195,3 +195,67 @@ def test_an_unpriced_model_counts_tokens_but_no_dollars_and_says_so_once(
     warnings = [r for r in caplog.records if "sim-unknown-model" in r.getMessage()]
     assert len(warnings) == 1
     assert "tokens are counted, dollars are not" in warnings[0].getMessage()
+
+
+def test_a_hit_prices_provider_cached_prompt_tokens_at_the_cached_price(
+    client: Any, openai_client: Any
+) -> None:
+    request = {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You answer questions about caches. " * 40},
+            {"role": "user", "content": "What is a cache?"},
+        ],
+    }
+    openai_client.chat.completions.create(**request)  # the provider's prompt cache warms
+    first = client.chat.completions.create(**request)
+    client.chat.completions.create(**request)
+
+    usage = first.usage
+    cached = usage.prompt_tokens_details.cached_tokens
+    assert cached > 0
+    paid = (usage.prompt_tokens - cached) * 0.15 + cached * 0.075 + usage.completion_tokens * 0.6
+    full = usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.6
+    saved = client.stats().cost_saved_usd
+    assert saved == pytest.approx(paid / 1e6)
+    assert saved < full / 1e6  # a hit never saves more than the call cost
+
+
+def test_a_hit_prices_anthropic_cache_writes_and_reads_at_their_prices(sim: Simulator) -> None:
+    import anthropic
+
+    sdk = anthropic.Anthropic(api_key="k", base_url=sim.anthropic_base_url, max_retries=0)
+    system = [{"type": "text", "text": "Rules. " * 300, "cache_control": {"type": "ephemeral"}}]
+    ask = {"model": "claude-sonnet-4-5", "max_tokens": 64, "system": system}
+    with CachedClient(sdk) as client:
+        first = client.messages.create(**ask, messages=[{"role": "user", "content": "one"}])
+        client.messages.create(**ask, messages=[{"role": "user", "content": "one"}])
+        written_usd = client.stats().cost_saved_usd
+        second = client.messages.create(**ask, messages=[{"role": "user", "content": "two"}])
+        client.messages.create(**ask, messages=[{"role": "user", "content": "two"}])
+        read_usd = client.stats().cost_saved_usd - written_usd
+
+    def paid(usage: Any, cached_price: float) -> float:
+        plain = usage.input_tokens * 3.0 + usage.output_tokens * 15.0
+        cached = usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+        return (plain + cached * cached_price) / 1e6
+
+    assert first.usage.cache_creation_input_tokens > 0
+    assert second.usage.cache_read_input_tokens > 0
+    assert written_usd == pytest.approx(paid(first.usage, 3.75))
+    assert read_usd == pytest.approx(paid(second.usage, 0.30))
+
+
+def test_dollars_are_rounded_to_a_billionth(make_client: Any) -> None:
+    client = make_client(pricing={"odd-model": {"input": 0.1, "output": 0.2}})
+    for _ in range(4):
+        client.chat.completions.create(**ask("odd-model"))
+    saved = client.stats().cost_saved_usd
+    assert saved == round(saved, 9)
+    assert len(repr(saved)) < 12  # no float noise such as 1.3499999999999998e-05
+
+
+def test_a_cache_write_price_can_be_given() -> None:
+    table = PriceTable({"m": {"input": 1.0, "output": 2.0, "cache_write": 1.25}})
+    assert table.cost("m", 1_000_000, 0, 0, 1_000_000) == pytest.approx(1.25)
+    assert table.cost("m", 1_000_000, 0, 0, 0) == pytest.approx(1.0)

@@ -185,6 +185,8 @@ class _HttpAnswers(Engine):
             adapter.model(data),
             usage.prompt,
             usage.completion,
+            usage.provider_cached,
+            usage.provider_written,
         )
         return reply, entry, True
 

@@ -104,12 +104,9 @@ class Messages(EndpointAdapter):
         than plain input and are no saving.
         """
         read = usage_number(payload, "usage", "cache_read_input_tokens")
-        prompt = (
-            usage_number(payload, "usage", "input_tokens")
-            + usage_number(payload, "usage", "cache_creation_input_tokens")
-            + read
-        )
-        return Usage(prompt, usage_number(payload, "usage", "output_tokens"), read)
+        written = usage_number(payload, "usage", "cache_creation_input_tokens")
+        prompt = usage_number(payload, "usage", "input_tokens") + written + read
+        return Usage(prompt, usage_number(payload, "usage", "output_tokens"), read, written)
 
     def assemble(self, chunks: list[dict[str, Any]]) -> dict[str, Any]:
         """Fold a stream's events into the ``Message`` payload they describe.

@@ -60,7 +60,8 @@ class Usage:
 
     prompt: int = 0
     completion: int = 0
-    provider_cached: int = 0
+    provider_cached: int = 0  # of ``prompt``, read from the provider's prompt cache
+    provider_written: int = 0  # of ``prompt``, written to it
 
 
 class EndpointAdapter:
