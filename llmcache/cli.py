@@ -56,7 +56,10 @@ def demo(tier: str | None, rounds: int, delay: float) -> None:
         "llmcache demo: each question is asked several times; "
         "the first round shows where the answers came from."
     )
-    report = run_demo(tier=tier, rounds=rounds, delay=delay, echo=click.echo)
+    try:
+        report = run_demo(tier=tier, rounds=rounds, delay=delay, echo=click.echo)
+    except ConfigError as exc:  # a tier whose extra is missing, a malformed URL
+        raise click.ClickException(str(exc)) from exc
     click.echo("")
     width = max(len(label) for label, _ in report.rows())
     for label, value in report.rows():

@@ -7,10 +7,13 @@ use of a SQL tier URL, and say which extra to install when one is missing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from llmcache import hookimpl
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend, SyncToAsync
+from llmcache.errors import MissingExtraError
 from llmcache.hookspecs import RegisterBackend
 
 __all__ = ["SCHEMES", "async_from_url", "from_url", "llmcache_register_backends"]
@@ -37,6 +40,18 @@ SCHEMES = (
 )
 
 
+@contextmanager
+def _needs_sqlalchemy(url: str) -> Iterator[None]:
+    """Turn SQLAlchemy missing into :class:`~llmcache.MissingExtraError` naming the extra."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "sqlalchemy":
+            raise
+        scheme = url.split(":", 1)[0]
+        raise MissingExtraError(f"the tier URL scheme {scheme!r}", "sql", "sqlalchemy") from exc
+
+
 def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> CacheBackend:
     """Build a SQL tier from any SQLAlchemy URL (no connection is made).
 
@@ -45,10 +60,11 @@ def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> CacheBackend:
     :raises ConfigError: a malformed URL or an unknown option.
     :raises MissingExtraError: SQLAlchemy or the driver is not installed.
     """
-    from .backend import SQLBackend
-    from .config import parse_url
+    with _needs_sqlalchemy(url):
+        from .backend import SQLBackend
+        from .config import parse_url
 
-    return SQLBackend(parse_url(url, timeout=timeout, options=options))
+        return SQLBackend(parse_url(url, timeout=timeout, options=options))
 
 
 def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> AsyncCacheBackend:
@@ -58,16 +74,18 @@ def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> AsyncCa
     asyncpg), ``mysql``/``mariadb`` on aiomysql. Where no asyncio driver is installed the
     sync tier runs in a worker thread instead.
     """
-    from .config import parse_url
+    with _needs_sqlalchemy(url):
+        from .config import parse_url
 
-    config = parse_url(url, timeout=timeout, is_async=True, options=options)
+        config = parse_url(url, timeout=timeout, is_async=True, options=options)
     if not config.is_async:
         log.info(
             "llmcache: no asyncio driver for %s; the sync driver runs in a worker thread",
             config.redacted,
         )
         return SyncToAsync(from_url(url, timeout=timeout, **options))
-    from .async_backend import AsyncSQLBackend
+    with _needs_sqlalchemy(url):
+        from .async_backend import AsyncSQLBackend
 
     return AsyncSQLBackend(config)
 
