@@ -189,7 +189,7 @@ def clear(
     try:
         with _store_errors(url):
             if all_namespaces and key is not None:
-                if not getattr(tier.backend, "supports_scan", False):
+                if not tier.caps.listing:
                     raise click.UsageError(
                         f"--key with --all-namespaces needs a store that can list its "
                         f"namespaces, and a {tier.url.kind} store cannot: give --namespace"

@@ -98,7 +98,7 @@ class Engine:
             for endpoint, adapter in provider.adapters.items()
         }
         self._lock_tier = next(
-            (t for t in tiers.tiers if t.shared and getattr(t.backend, "supports_locks", False)),
+            (t for t in tiers.tiers if t.shared and t.caps.locks),
             None,
         )
 

@@ -14,10 +14,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from .backends.base import SyncToAsync
+from .backends.capabilities import Capabilities, conform, declared_options
 from .breaker import CircuitBreaker
 from .codec import Codec, CorruptEntry, Entry
 from .errors import BackendError, ConfigError
@@ -49,14 +50,15 @@ class Tier:
 
     label: str
     url: TierURL
-    backend: Any
+    backend: Any  # the backend, its optional methods filled in (see backends.capabilities)
     shared: bool
     timeout: float
     breaker: CircuitBreaker
-    inline: bool = False  # an async backend that never blocks: no timeout task needed
-    bounded_get: bool = False  # an async backend whose get keeps to the timeout by itself
-    # an async client's in-process store that never blocks: the sync store, called directly
-    direct: Any = None
+    caps: Capabilities = field(default_factory=Capabilities)
+    # How an async tier is awaited, from caps.awaits, read on the hot path as plain flags:
+    inline: bool = False  # every call keeps to the timeout by itself: no timeout task
+    bounded_get: bool = False  # get keeps to the timeout by itself
+    direct: Any = None  # an in-process store that never blocks: the sync store, called as is
 
     @property
     def max_ttl(self) -> float | None:
@@ -87,27 +89,29 @@ def build_tiers(
         spec = registry.backend(url.scheme) if url.scheme in registry.schemes() else None
         if spec is None:
             spec = registry.backend(url.scheme.split("+", 1)[0])
-        per_call = url.timeout or timeout
+        options = {"timeout": url.timeout or timeout}
         direct = None
-        if is_async:
-            if spec.async_factory is not None:
-                backend = spec.async_factory(url.url, timeout=per_call)
-            else:
-                backend = SyncToAsync(spec.factory(url.url, timeout=per_call))
-            if isinstance(backend, SyncToAsync) and not backend.in_thread:
-                direct = backend.backend
+        if is_async and spec.async_factory is not None:
+            made = spec.async_factory(url.url, **declared_options(spec.async_factory, options))
+            backend, caps = conform(made, is_async=True)
+            if isinstance(made, SyncToAsync) and caps.awaits == "inline":
+                direct, _ = conform(made.backend, is_async=False)
         else:
-            backend = spec.factory(url.url, timeout=per_call)
+            made = spec.factory(url.url, **declared_options(spec.factory, options))
+            backend, caps = conform(made, is_async=False)
+            if is_async:  # a sync backend serves async clients from a worker thread
+                backend = SyncToAsync(backend)
         tiers.append(
             Tier(
                 label=f"L{level}:{url.kind}",
                 url=url,
                 backend=backend,
-                shared=bool(getattr(backend, "shared", False)),
-                timeout=per_call,
+                shared=caps.shared,
+                timeout=options["timeout"],
                 breaker=CircuitBreaker(failure_threshold, recovery_time),
-                inline=getattr(backend, "in_thread", True) is False,
-                bounded_get=getattr(backend, "bounds_reads", False) is True,
+                caps=caps,
+                inline=caps.awaits in ("bounded", "inline"),
+                bounded_get=caps.awaits == "bounded-reads",
                 direct=direct,
             )
         )

@@ -13,14 +13,14 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 
-from llmcache.backends.base import AsyncCacheBackend
+from llmcache.backends.base import BaseAsyncCacheBackend
 
 from .backend import MemcachedBackend, _hit, _Undecided
 
 __all__ = ["AsyncMemcachedBackend"]
 
 
-class AsyncMemcachedBackend(AsyncCacheBackend):
+class AsyncMemcachedBackend(BaseAsyncCacheBackend):
     """Serve a :class:`~llmcache_memcached.MemcachedBackend` to asyncio clients.
 
     :param backend: the blocking tier whose servers, records and counters this one shares.
@@ -30,8 +30,8 @@ class AsyncMemcachedBackend(AsyncCacheBackend):
     supports_locks = True
     # Nothing here blocks the event loop, and every call bounds its own time (reads with
     # asyncio.timeout, the rest with socket timeouts in the worker thread): the core needs
-    # no timeout task of its own around each call (it reads this as SyncToAsync's flag).
-    in_thread = False
+    # no timeout task of its own around each call.
+    awaits = "bounded"
 
     def __init__(self, backend: MemcachedBackend) -> None:
         self.backend = backend

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmcache.backends.base import CacheBackend, reject_unknown_options
+from llmcache.backends.base import BaseCacheBackend, reject_unknown_options
 from llmcache.errors import MissingExtraError
 
 from .config import parse_url
@@ -140,7 +140,7 @@ def _seen(views: _Views, rkey: str, raw: bytes | None, now: float) -> ScopeState
     return state
 
 
-class MemcachedBackend(CacheBackend):
+class MemcachedBackend(BaseCacheBackend):
     """A memcached store for llmcache entries.
 
     :param servers: ``(host, port)`` tuples or Unix socket paths; several make a pool.

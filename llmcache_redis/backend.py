@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from llmcache import globs
-from llmcache.backends.base import AsyncCacheBackend, CacheBackend, StoredEntry
+from llmcache.backends.base import BaseAsyncCacheBackend, BaseCacheBackend, StoredEntry
 from llmcache.errors import ConfigError
 
 from .clearing import IndexScan, Members, Plan, Prune, Remove, Scan, Step, Unlink, clear_plan
@@ -78,7 +78,7 @@ class _Layout:
         return (cursor or None), keys
 
 
-class RedisBackend(_Layout, CacheBackend):
+class RedisBackend(_Layout, BaseCacheBackend):
     """A cache tier on one Redis server, for sync clients.
 
     :param url: ``redis://``, ``rediss://`` or ``unix://`` (see :mod:`llmcache_redis.urls`).
@@ -251,7 +251,7 @@ class RedisBackend(_Layout, CacheBackend):
             client.close()
 
 
-class AsyncRedisBackend(_Layout, AsyncCacheBackend):
+class AsyncRedisBackend(_Layout, BaseAsyncCacheBackend):
     """A cache tier on one Redis server, for asyncio clients (``redis.asyncio``).
 
     The client belongs to the event loop that first used it; used from another loop, the
@@ -263,7 +263,7 @@ class AsyncRedisBackend(_Layout, AsyncCacheBackend):
 
     shared = True
     supports_locks = True
-    bounds_reads = True  # the pool wait, connect, write and read each keep to the timeout
+    awaits = "bounded-reads"  # the pool wait, connect, write and read keep to the timeout
 
     def __init__(self, url: str | RedisURL, *, timeout: float = 1.0) -> None:
         super().__init__(url, timeout=timeout)

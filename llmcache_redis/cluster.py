@@ -109,7 +109,7 @@ class AsyncRedisClusterBackend(_ClusterLayout, AsyncRedisBackend):
     :param timeout: seconds allowed for each connect, read and write.
     """
 
-    bounds_reads = False  # redis-py's cluster client may retry and re-route within one call
+    awaits = "task"  # redis-py's cluster client may retry and re-route within one call
 
     async def get(self, key: str) -> bytes | None:
         return await self.client.get(key)  # type: ignore[no-any-return]

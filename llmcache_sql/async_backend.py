@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmcache.backends.base import AsyncCacheBackend
+from llmcache.backends.base import BaseAsyncCacheBackend
 
 from . import watchdog
 from .config import SQLConfig
@@ -40,7 +40,7 @@ __all__ = ["AsyncSQLBackend"]
 log = logging.getLogger("llmcache.sql")
 
 
-class AsyncSQLBackend(AsyncCacheBackend):
+class AsyncSQLBackend(BaseAsyncCacheBackend):
     """A cache tier in a SQL table, for asyncio clients.
 
     Build it with :func:`llmcache_sql.plugin.async_from_url`; nothing connects before the

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmcache.backends.base import CacheBackend, StoredEntry
+from llmcache.backends.base import BaseCacheBackend, StoredEntry
 
 from . import watchdog
 from .config import SQLConfig
@@ -126,7 +126,7 @@ def _close_quietly(conn: Any) -> None:
         log.debug("llmcache could not close a SQL connection", exc_info=True)
 
 
-class SQLBackend(CacheBackend):
+class SQLBackend(BaseCacheBackend):
     """A cache tier in a SQL table: SQLite file, PostgreSQL, MySQL or MariaDB.
 
     Build it with :func:`llmcache_sql.plugin.from_url`; nothing connects before the first

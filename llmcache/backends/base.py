@@ -8,12 +8,15 @@ defaults built on the single-key ones; a backend overrides them when it can do b
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
+    "AWAITS",
     "AsyncCacheBackend",
+    "BaseAsyncCacheBackend",
+    "BaseCacheBackend",
     "CacheBackend",
     "StoredEntry",
     "SyncToAsync",
@@ -22,7 +25,7 @@ __all__ = [
 
 
 class StoredEntry(NamedTuple):
-    """What :meth:`CacheBackend.scan` reports of one stored value."""
+    """What :meth:`BaseCacheBackend.scan` reports of one stored value."""
 
     key: str
     size: int
@@ -33,21 +36,69 @@ class StoredEntry(NamedTuple):
 T = TypeVar("T")
 
 
-class CacheBackend(ABC):
-    """A synchronous key → bytes store with per-key TTLs.
+AWAITS = ("task", "bounded-reads", "bounded", "inline")
+"""How the core awaits an async backend's calls (its ``awaits`` attribute):
 
-    ``ttl`` is in seconds, ``None`` for no expiry. ``created`` is the entry's creation time
-    (Unix seconds; ``None`` means now): a promoted entry keeps its age, so that
-    ``clear(older_than=...)`` treats it like the original.
+- ``"task"`` (the default): each call runs under a timeout task of the core's, so a stalled
+  store never holds a request longer than the tier's timeout;
+- ``"bounded-reads"``: ``get`` keeps to the timeout the backend was built with (each wait for
+  a pooled connection, connect, write and read bounded by it): hits are awaited directly;
+  the other calls keep the task;
+- ``"bounded"``: every call keeps to that timeout by itself: all are awaited directly;
+- ``"inline"``: an in-process store that never blocks, called directly on the event loop.
+"""
 
-    :cvar shared: ``True`` when other processes see the same entries (Redis, SQL, memcached).
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """What a synchronous tier must do: a key → bytes store with per-key TTLs.
+
+    Only these four methods are required; a backend may also have any of the optional
+    capabilities :class:`BaseCacheBackend` lists (detected once, when a tier is built, with
+    defaults where absent). Subclass :class:`BaseCacheBackend` to inherit the defaults, or
+    write the four methods on any class: both work with sync and async clients.
     """
-
-    shared: ClassVar[bool] = False
 
     @abstractmethod
     def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry)."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove ``keys``; absent keys are ignored."""
+
+    @abstractmethod
+    def clear(self, pattern: str | None = None, older_than: float | None = None) -> int | None:
+        """Remove the entries whose key matches ``pattern`` and that are older than ``older_than``.
+
+        :param pattern: a glob over physical keys in :mod:`llmcache.globs`' dialect;
+            ``None`` matches every key.
+        :param older_than: seconds; only entries created at least this long ago. ``None``:
+            any age.
+        :return: the number of entries removed, or ``None`` when the store cannot count.
+        """
+
+
+class BaseCacheBackend(CacheBackend):
+    """A base class for synchronous backends, with a default for every optional capability.
+
+    Optional, each detected once when a tier is built:
+
+    - ``shared`` (attribute, default ``False``): other processes see the same entries;
+    - ``get_many`` / ``set_many``: bulk operations (defaults loop over ``get`` / ``set``);
+    - creation times: ``set`` and ``set_many`` take a keyword ``created`` (Unix seconds;
+      ``None`` means now), so that a promoted entry keeps its age for ``clear(older_than)``;
+    - ``close()``: release connections and files;
+    - listing: ``supports_scan = True`` and ``scan(pattern)``, for ``llmcache stats``;
+    - locks: ``supports_locks = True``, ``try_lock(name, ttl)`` and ``unlock(name, token)``,
+      for single-flight across processes.
+    """
+
+    shared: ClassVar[bool] = False
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys``, aligned with them (``None`` where absent)."""
@@ -66,22 +117,7 @@ class CacheBackend(ABC):
         for key, value in items.items():
             self.set(key, value, ttl, created=created)
 
-    @abstractmethod
-    def delete(self, keys: Sequence[str]) -> None:
-        """Remove ``keys``; absent keys are ignored."""
-
-    @abstractmethod
-    def clear(self, pattern: str | None = None, older_than: float | None = None) -> int | None:
-        """Remove the entries whose key matches ``pattern`` and that are older than ``older_than``.
-
-        :param pattern: a glob over physical keys in :mod:`llmcache.globs`' dialect;
-            ``None`` matches every key.
-        :param older_than: seconds; only entries created at least this long ago. ``None``:
-            any age.
-        :return: the number of entries removed, or ``None`` when the store cannot count.
-        """
-
-    def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
+    def close(self) -> None:
         """Release connections and files."""
 
     # -- optional: listing, for ``llmcache stats`` ---------------------------------------
@@ -113,21 +149,42 @@ class CacheBackend(ABC):
         raise NotImplementedError
 
 
-class AsyncCacheBackend(ABC):
-    """The asyncio twin of :class:`CacheBackend`: the same methods, as coroutines.
+@runtime_checkable
+class AsyncCacheBackend(Protocol):
+    """The asyncio twin of :class:`CacheBackend`: the same required methods, as coroutines.
 
-    The core bounds every call by the tier's timeout with a task of its own. A backend whose
-    ``get`` already gives up within the timeout it was built with (each wait for a pooled
-    connection, connect, write and read bounded by it) sets ``bounds_reads = True``: the
-    hit path then awaits its ``get`` directly, without that task.
+    Subclass :class:`BaseAsyncCacheBackend` for defaults, or write the four coroutines on
+    any class. How the core awaits them is the backend's ``awaits`` attribute (see
+    :data:`AWAITS`; default ``"task"``).
     """
-
-    shared: ClassVar[bool] = False
-    bounds_reads: ClassVar[bool] = False
 
     @abstractmethod
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Remove ``keys``."""
+
+    @abstractmethod
+    async def clear(
+        self, pattern: str | None = None, older_than: float | None = None
+    ) -> int | None:
+        """Remove matching entries; see :meth:`CacheBackend.clear`."""
+
+
+class BaseAsyncCacheBackend(AsyncCacheBackend):
+    """A base class for asyncio backends, with the defaults :class:`BaseCacheBackend` has.
+
+    :cvar awaits: how the core awaits this backend's calls, one of :data:`AWAITS`.
+    """
+
+    shared: ClassVar[bool] = False
+    awaits: ClassVar[str] = "task"
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the values of ``keys``, aligned with them."""
@@ -146,23 +203,13 @@ class AsyncCacheBackend(ABC):
         for key, value in items.items():
             await self.set(key, value, ttl, created=created)
 
-    @abstractmethod
-    async def delete(self, keys: Sequence[str]) -> None:
-        """Remove ``keys``."""
-
-    @abstractmethod
-    async def clear(
-        self, pattern: str | None = None, older_than: float | None = None
-    ) -> int | None:
-        """Remove matching entries; see :meth:`CacheBackend.clear`."""
-
-    async def close(self) -> None:  # noqa: B027
+    async def close(self) -> None:
         """Release connections and files."""
 
     supports_locks: ClassVar[bool] = False
 
     async def try_lock(self, name: str, ttl: float) -> str | None:
-        """Take a short-lived lock; see :meth:`CacheBackend.try_lock`."""
+        """Take a short-lived lock; see :meth:`BaseCacheBackend.try_lock`."""
         raise NotImplementedError
 
     async def unlock(self, name: str, token: str) -> None:
@@ -170,19 +217,21 @@ class AsyncCacheBackend(ABC):
         raise NotImplementedError
 
 
-class SyncToAsync(AsyncCacheBackend):
+class SyncToAsync(BaseAsyncCacheBackend):
     """Serve a sync backend to async clients.
 
-    :param backend: the sync backend.
+    :param backend: the sync backend (with every capability filled in: see
+        :func:`llmcache.backends.capabilities.conform`).
     :param in_thread: run each call in a worker thread (for backends that block on I/O);
         ``False`` calls it inline, for in-memory stores that never block.
     """
 
-    def __init__(self, backend: CacheBackend, *, in_thread: bool = True) -> None:
+    def __init__(self, backend: Any, *, in_thread: bool = True) -> None:
         self.backend = backend
         self.in_thread = in_thread
-        self.shared = backend.shared  # type: ignore[misc]
-        self.supports_locks = backend.supports_locks  # type: ignore[misc]
+        self.awaits = "task" if in_thread else "inline"  # type: ignore[misc]
+        self.shared = bool(getattr(backend, "shared", False))  # type: ignore[misc]
+        self.supports_locks = bool(getattr(backend, "supports_locks", False))  # type: ignore[misc]
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.in_thread:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .. import globs
 from ..errors import ConfigError
 from ..hookspecs import RegisterBackend, hookimpl
-from .base import CacheBackend, StoredEntry, SyncToAsync, reject_unknown_options
+from .base import BaseCacheBackend, StoredEntry, SyncToAsync, reject_unknown_options
 
 __all__ = ["MemoryBackend"]
 
@@ -26,7 +26,7 @@ class _Item(NamedTuple):
     created: float
 
 
-class MemoryBackend(CacheBackend):
+class MemoryBackend(BaseCacheBackend):
     """A thread-safe LRU dictionary with per-entry expiry (writes lock, reads do not).
 
     :param max_entries: evict the least recently used entries beyond this count.
