@@ -1,16 +1,21 @@
 """llmcache: a caching layer for OpenAI-compatible and Anthropic clients."""
 
-from .backends.base import AsyncCacheBackend, CacheBackend
+from .backends.base import (
+    AsyncCacheBackend,
+    BaseAsyncCacheBackend,
+    BaseCacheBackend,
+    CacheBackend,
+)
 from .client import AsyncCachedClient, CachedClient
 from .errors import BackendError, CacheMiss, ConfigError, LLMCacheError, MissingExtraError
 from .events import CacheEvent
 from .hookspecs import hookimpl, hookspec
 from .http import AsyncCacheTransport, CacheTransport, async_http_client, http_client
-from .keys import ExplicitKeyStrategy, RequestKeyStrategy
+from .keys import ExplicitKeyStrategy, KeyStrategy, RequestKeyStrategy
 from .plugins import register_plugin, unregister_plugin
 from .request import NEVER, CacheOptions, CacheRequest
 from .stats import CacheStats
-from .ttl import FixedPolicy, IntentPolicy
+from .ttl import FixedPolicy, IntentPolicy, TTLPolicy
 
 __version__ = "0.1.0"
 
@@ -20,6 +25,8 @@ __all__ = [
     "AsyncCacheTransport",
     "AsyncCachedClient",
     "BackendError",
+    "BaseAsyncCacheBackend",
+    "BaseCacheBackend",
     "CacheBackend",
     "CacheEvent",
     "CacheMiss",
@@ -32,9 +39,11 @@ __all__ = [
     "ExplicitKeyStrategy",
     "FixedPolicy",
     "IntentPolicy",
+    "KeyStrategy",
     "LLMCacheError",
     "MissingExtraError",
     "RequestKeyStrategy",
+    "TTLPolicy",
     "__version__",
     "async_http_client",
     "hookimpl",

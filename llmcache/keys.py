@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -24,6 +25,7 @@ __all__ = [
     "DENIED_PARAMS",
     "KEY_VERSION",
     "ExplicitKeyStrategy",
+    "KeyStrategy",
     "RequestKeyStrategy",
     "UncacheableRequest",
     "canonical_params",
@@ -128,7 +130,25 @@ def request_digest(request: CacheRequest) -> str:
     return f"{KEY_VERSION}-{hashlib.blake2b(blob, digest_size=16).hexdigest()}"
 
 
-class RequestKeyStrategy:
+@runtime_checkable
+class KeyStrategy(Protocol):
+    """How a request becomes its logical key (the namespace is added by the core).
+
+    Any object with this method is a key strategy; subclass this class to say so. Register
+    it by name with ``llmcache_register_key_strategies`` or pass it as
+    ``key_strategy=MyStrategy()``.
+    """
+
+    @abstractmethod
+    def key(self, request: CacheRequest) -> str:
+        """Return the logical key of ``request``: a non-empty string.
+
+        Raise :class:`UncacheableRequest` for a request that cannot have a stable key: the
+        call then goes upstream uncached (warned once per argument).
+        """
+
+
+class RequestKeyStrategy(KeyStrategy):
     """The default: the request digest, scoped by ``cache_key`` when one is given."""
 
     name = "request"
@@ -140,7 +160,7 @@ class RequestKeyStrategy:
         return digest if scope is None else f"{scope}:{digest}"
 
 
-class ExplicitKeyStrategy:
+class ExplicitKeyStrategy(KeyStrategy):
     """Use the caller's ``cache_key`` as the whole key (a hit whatever else changes)."""
 
     name = "explicit"

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import enum
 import re
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .hookspecs import RegisterTTLPolicy, hookimpl
 from .request import NEVER, CacheRequest, Never
 
-__all__ = ["DEFAULT", "LONG", "MEDIUM", "SHORT", "FixedPolicy", "IntentPolicy", "last_user_text"]
+__all__ = [
+    "DEFAULT",
+    "LONG",
+    "MEDIUM",
+    "SHORT",
+    "FixedPolicy",
+    "IntentPolicy",
+    "TTLPolicy",
+    "last_user_text",
+]
 
 LONG = 86400.0
 MEDIUM = 3600.0
@@ -35,7 +45,21 @@ DEFAULT: Final = _Default.DEFAULT
 TTLResult = float | None | Never | _Default
 
 
-class FixedPolicy:
+@runtime_checkable
+class TTLPolicy(Protocol):
+    """How long a request's answer is kept.
+
+    Any object with this method is a TTL policy; subclass this class to say so. Register it
+    by name with ``llmcache_register_ttl_policies`` or pass it as ``ttl_policy=MyPolicy()``.
+    """
+
+    @abstractmethod
+    def ttl(self, request: CacheRequest) -> TTLResult:
+        """Return seconds, ``None`` (forever), :data:`~llmcache.NEVER` (bypass the cache:
+        no read, no write) or :data:`DEFAULT` (the client's ``default_ttl``)."""
+
+
+class FixedPolicy(TTLPolicy):
     """The same TTL for every request: ``seconds``, or the client's ``default_ttl``.
 
     :param seconds: the TTL; leave it out to use the client's ``default_ttl``.
@@ -97,7 +121,7 @@ def _matcher(phrases: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE)
 
 
-class IntentPolicy:
+class IntentPolicy(TTLPolicy):
     """Cache by what the prompt asks, judged from the last user message.
 
     Matching is on whole words and phrases, case-insensitive (``now`` does not match
