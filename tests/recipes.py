@@ -46,6 +46,7 @@ def simulator_env(sim: Simulator) -> dict[str, str]:
     return {
         "OPENAI_BASE_URL": sim.base_url,
         "OPENAI_API_KEY": API_KEY,
+        "OPENAI_API_BASE": sim.base_url,  # llama-index reads this one
         "ANTHROPIC_BASE_URL": sim.anthropic_base_url,
         "ANTHROPIC_API_KEY": API_KEY,
     }
