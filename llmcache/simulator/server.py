@@ -16,7 +16,7 @@ from socketserver import TCPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from . import anthropic_api, openai_api
+from . import anthropic_api, genai_api, openai_api
 from .common import JSON, Endpoint, error
 
 __all__ = ["RecordedRequest", "Simulator"]
@@ -97,7 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         record = body if isinstance(body, dict) else {}
         failure = sim._arrive(RecordedRequest(self.command, path, headers, record))
-        endpoint = _ENDPOINTS.get(path) if self.command == "POST" else None
+        endpoint = (
+            (_ENDPOINTS.get(path) or genai_api.route(path)) if self.command == "POST" else None
+        )
         if failure is not None:
             return self._send_json(failure, error("simulated failure", "server_error"), delay)
         if endpoint is None:
