@@ -9,6 +9,7 @@ same whichever door a call comes through. Clients derived from one another
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -117,6 +118,21 @@ class CacheCore:
             sdk_cache_control=sdk_cache_control,
             provider_name=provider_name,
         )
+
+    def with_namespace(self, namespace: str) -> CacheCore:
+        """Return a core sharing this one's tiers, statistics, observers and rules under
+        another namespace (a server keeps each tenant's entries apart this way, over one
+        set of connections).
+
+        :raises ConfigError: ``namespace`` is malformed.
+        """
+        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+            raise ConfigError(
+                f"namespace {namespace!r} must be letters, digits, '_', '.' or '-' only"
+            )
+        derived = copy.copy(self)
+        derived.namespace = namespace
+        return derived
 
     @property
     def labels(self) -> list[str]:
