@@ -584,3 +584,25 @@ def test_anthropic_tool_use_then_text_and_structured_output(
     )
     sent = sim.requests[-1].body["output_config"]["format"]["schema"]
     assert parsed.parsed_output == Weather.model_validate(instance_of(sent))
+
+
+def test_tool_choice_none_answers_in_text_on_every_api(
+    client: openai.OpenAI, claude: anthropic.Anthropic
+) -> None:
+    schema = Weather.model_json_schema()
+    chat_tool: Any = openai.pydantic_function_tool(Weather)
+    answer = client.chat.completions.create(**chat(), tools=[chat_tool], tool_choice="none")
+    assert (answer.choices[0].message.content or "").startswith("[")
+    tool: Any = {"type": "function", "name": "weather", "parameters": schema, "strict": False}
+    response = client.responses.create(model=MODEL, input="Hi", tools=[tool], tool_choice="none")
+    assert response.output_text.startswith("[")
+    anthropic_tool: Any = {"name": "weather", "input_schema": schema}
+    message = claude.messages.create(
+        model=CLAUDE,
+        max_tokens=64,
+        messages=[{"role": "user", "content": "Hi"}],
+        tools=[anthropic_tool],
+        tool_choice={"type": "none"},
+    )
+    assert message.stop_reason == "end_turn"
+    assert message.content[0].type == "text"
