@@ -102,7 +102,7 @@ class AsyncEngine(Engine):
         async def store(chunks: list[dict[str, Any]]) -> None:
             await self._store(plan, adapter, chunks)
 
-        return mark(AsyncRecordingStream(live, store), hit=False, key=plan.key)
+        return mark(AsyncRecordingStream(live, store, adapter.dump), hit=False, key=plan.key)
 
     async def embed(self, upstream: Upstream, /, **kwargs: Any) -> Any:
         """Serve ``embeddings.create``, caching each input on its own."""

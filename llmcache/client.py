@@ -7,21 +7,13 @@ from typing import Any
 
 from .codec import COMPRESS_THRESHOLD
 from .core import CacheCore
-from .providers import detect, endpoint_method, identity, is_async_client
+from .plugins import get_registry
+from .providers import Method, detect, identity, is_async_client
 from .resources import CachedResource, ResourceGroup, Routed
 from .stats import CacheStats
 
 __all__ = ["AsyncCachedClient", "CachedClient"]
 
-_GROUPS = {
-    "chat": {"completions": "chat.completions"},
-}
-_TOP = {
-    "completions": "completions",
-    "embeddings": "embeddings",
-    "responses": "responses",
-    "messages": "messages",
-}
 # the wrapped client's own attributes that go to its HTTP twin, to be cached
 _ROUTED = frozenset({"with_raw_response", "with_streaming_response", "beta"})
 
@@ -72,11 +64,13 @@ class CachedClient:
     """
 
     _async = False
-    _resource_type: type[CachedResource] = CachedResource
 
     def __new__(cls, client: Any, *args: Any, **kwargs: Any) -> CachedClient:
-        if cls is CachedClient and is_async_client(client):
-            cls = AsyncCachedClient
+        if cls is CachedClient:
+            plugins = list(kwargs.get("plugins", ()))
+            registry = get_registry().child(plugins) if plugins else get_registry()
+            if is_async_client(client, detect(client, registry.providers())):
+                cls = AsyncCachedClient
         return super().__new__(cls)
 
     def __init__(
@@ -121,12 +115,12 @@ class CachedClient:
         """Wrap ``client`` over ``core`` (a new one, or the core of the client derived from)."""
         self._wrapped = client
         self._core = core
-        self._sdk = detect(client)
+        self._sdk = detect(client, core.registry.providers())
         self._tiers: Any = core.store
         self._stats = core.stats
         self._namespace = core.namespace
         planner = core.planner(
-            identity(client),
+            (self._sdk.identify or identity)(client),
             sdk_cache_control=self._sdk.sdk_cache_control,
             provider_name=self._sdk.name,
         )
@@ -140,26 +134,31 @@ class CachedClient:
             lock_ttl=core.lock_ttl,
         )
         self._twin = self._http_twin(client, core)
-        make = self._resource_type
-        for name, endpoints in _GROUPS.items():
-            group = getattr(client, name, None)
-            twin_group = getattr(self._twin, name, None)
-            children = {
-                child: make(
-                    getattr(group, child),
-                    self._engine,
-                    endpoint,  # type: ignore[arg-type]
-                    getattr(twin_group, child, None),
-                )
-                for child, endpoint in endpoints.items()
-                if group is not None and endpoint in self._sdk.adapters and hasattr(group, child)
-            }
-            if children:
-                setattr(self, name, ResourceGroup(group, children))
-        for name, endpoint in _TOP.items():
-            if endpoint in self._sdk.adapters and endpoint_method(client, endpoint) is not None:
-                twin = getattr(self._twin, name, None)
-                setattr(self, name, make(getattr(client, name), self._engine, endpoint, twin))  # type: ignore[arg-type]
+        by_path: dict[tuple[str, ...], list[Method]] = {}
+        for method in self._sdk.methods:
+            if method.endpoint in self._sdk.adapters:
+                by_path.setdefault(method.path, []).append(method)
+        for path, methods in by_path.items():
+            resource = self._sdk.resource(client, methods[0])
+            if resource is None:
+                continue
+            twin = self._sdk.resource(self._twin, methods[0]) if self._twin is not None else None
+            self._mount(path, CachedResource(resource, self._engine, methods, twin))
+
+    def _mount(self, path: tuple[str, ...], proxy: CachedResource) -> None:
+        """Put a resource proxy where the SDK has the resource (``client.chat.completions``),
+        through groups that pass every other attribute to the SDK's own."""
+        *groups, name = path
+        holder: Any = self
+        sdk: Any = self._wrapped
+        for part in groups:
+            sdk = getattr(sdk, part)
+            group = holder.__dict__.get(part)
+            if group is None:
+                group = ResourceGroup(sdk, {})
+                setattr(holder, part, group)
+            holder = group
+        setattr(holder, name, proxy)
 
     def _http_twin(self, client: Any, core: CacheCore) -> Any:
         """Return ``client`` rebuilt over a cache transport sharing ``core``, or ``None``

@@ -22,7 +22,7 @@ from .events import CacheEvent
 from .observers import EventName, Observers
 from .planning import Plan, Planner
 from .pricing import PriceTable
-from .providers.base import EndpointAdapter, Provider, dump
+from .providers.base import EndpointAdapter, Provider
 from .request import Endpoint
 from .singleflight import SingleFlight
 from .stats import StatsRecorder
@@ -255,7 +255,8 @@ class Engine:
             data, which a response the SDK constructed without validation reads reliably.
         """
         if not stream:
-            self.count_provider_cache(adapter, dump(response) if payload is None else payload)
+            data = adapter.dump(response) if payload is None else payload
+            self.count_provider_cache(adapter, data)
         return mark(response, hit=False, key=key)
 
     def count_provider_cache(self, adapter: EndpointAdapter, payload: Any) -> None:
@@ -409,7 +410,7 @@ class Engine:
         response, body = adapter.from_raw(reply) if raw else (reply, None)
         if body is not None:
             return response, self.entry_from_response(plan, adapter, response, body), True
-        payload = dump(response)
+        payload = adapter.dump(response)
         entry = self.entry_from_payload(plan, adapter, payload)
         return response, entry, self.storable(adapter, payload)
 
@@ -541,7 +542,9 @@ class SyncEngine(Engine):
 
     def record_stream(self, plan: Plan, adapter: EndpointAdapter, live: Any) -> Any:
         """Return a live stream that is stored once it ran to its end."""
-        recorder = RecordingStream(live, lambda chunks: self._store(plan, adapter, chunks))
+        recorder = RecordingStream(
+            live, lambda chunks: self._store(plan, adapter, chunks), adapter.dump
+        )
         return mark(recorder, hit=False, key=plan.key)
 
     def embed(self, upstream: Callable[..., Any], /, **kwargs: Any) -> Any:

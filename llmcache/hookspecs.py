@@ -18,6 +18,7 @@ __all__ = [
     "PROJECT",
     "RegisterBackend",
     "RegisterKeyStrategy",
+    "RegisterProvider",
     "RegisterTTLPolicy",
     "hookimpl",
     "hookspec",
@@ -41,6 +42,7 @@ class RegisterBackend(Protocol):
 
 
 RegisterKeyStrategy = Callable[[str, Any], None]
+RegisterProvider = Callable[[Any], None]
 RegisterTTLPolicy = Callable[[str, Any], None]
 
 
@@ -76,6 +78,22 @@ def llmcache_register_ttl_policies(register: RegisterTTLPolicy) -> None:
     ``ttl(request: CacheRequest) -> float | None | llmcache.NEVER``.
 
     :param register: the callback that records a policy.
+    """
+
+
+@hookspec
+def llmcache_register_providers(register: RegisterProvider) -> None:
+    """Register SDK families, as ``register(provider)`` with a
+    :class:`llmcache.providers.Provider`.
+
+    Called once, when the plugin manager first wraps a client. A provider says how to
+    recognise its SDK's clients (their modules), which methods to cache and which endpoint
+    each calls, how to read each endpoint's answers (an
+    :class:`~llmcache.providers.EndpointAdapter`: usage, streaming assembly), and which
+    HTTP paths the HTTP-level cache answers for it. A provider registered later wins over
+    an earlier one for the same client.
+
+    :param register: the callback that records a provider.
     """
 
 

@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "llmcache.backends.memory",
     "llmcache.keys",
     "llmcache.ttl",
+    "llmcache.providers.builtin",
 )
 ENTRY_POINT_GROUP = "llmcache"
 DISABLE_AUTOLOAD_ENV = "LLMCACHE_DISABLE_PLUGIN_AUTOLOAD"
@@ -60,6 +61,7 @@ class _Catalog:
         self.backends: dict[str, BackendFactory] = {}
         self.key_strategies: dict[str, Any] = {}
         self.ttl_policies: dict[str, Any] = {}
+        self.providers: dict[str, Any] = {}
 
         def register_backend(
             scheme: str,
@@ -68,14 +70,16 @@ class _Catalog:
         ) -> None:
             self.backends[scheme] = BackendFactory(scheme, factory, async_factory)
 
-        # pluggy calls implementations last-registered first; register in reverse so
-        # that a later plugin overrides an earlier one.
+        # get_hookimpls() lists implementations in registration order: a later plugin's
+        # registration overwrites an earlier one's under the same name.
         for impl in pm.hook.llmcache_register_backends.get_hookimpls():
             impl.function(register_backend)
         for impl in pm.hook.llmcache_register_key_strategies.get_hookimpls():
             impl.function(self.key_strategies.__setitem__)
         for impl in pm.hook.llmcache_register_ttl_policies.get_hookimpls():
             impl.function(self.ttl_policies.__setitem__)
+        for impl in pm.hook.llmcache_register_providers.get_hookimpls():
+            impl.function(lambda provider: self.providers.__setitem__(provider.name, provider))
 
 
 def _autoload_names() -> tuple[bool, set[str]]:
@@ -207,6 +211,10 @@ class PluginRegistry:
     def ttl_policy(self, name: str) -> Any:
         """Return the TTL policy registered as ``name``."""
         return _lookup("TTL policy", name, self._cat.ttl_policies)
+
+    def providers(self) -> list[Any]:
+        """Return the registered providers, in registration order."""
+        return list(self._cat.providers.values())
 
     def schemes(self) -> list[str]:
         """Return the URL schemes served, sorted."""

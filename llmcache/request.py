@@ -17,7 +17,9 @@ __all__ = [
     "Strategy",
 ]
 
-Endpoint = Literal["chat.completions", "completions", "embeddings", "responses", "messages"]
+Endpoint = str
+"""An endpoint's name: ``"chat.completions"``, ``"completions"``, ``"embeddings"``,
+``"responses"``, ``"messages"``, or one a provider plugin adds (``"generate_content"``)."""
 Strategy = Literal["local", "distributed", "tiered"]
 
 

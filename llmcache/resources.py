@@ -17,7 +17,7 @@ from typing import Any
 
 from .options import KNOWN_OPTIONS, split_options
 from .prompt import mark_prefix
-from .request import Endpoint
+from .providers.base import Method
 
 __all__ = ["ROUTED", "CachedResource", "ResourceGroup", "Routed"]
 
@@ -102,31 +102,42 @@ class Routed:
 
 
 class CachedResource:
-    """An SDK resource whose ``create`` goes through the cache.
+    """An SDK resource whose cached methods go through the cache.
 
-    ``create`` takes the SDK method's keywords plus llmcache's ``cache_*`` options; on an
-    async client it is a coroutine function. It is the engine's own entry point bound to
-    this resource: no frame of ours between the caller and the engine (the hit path).
+    A cached method (``create``) takes the SDK method's keywords plus llmcache's ``cache_*``
+    options; on an async client it is a coroutine function. It is the engine's own entry
+    point bound to this resource: no frame of ours between the caller and the engine (the
+    hit path).
 
     :param resource: the wrapped client's resource.
-    :param engine: the engine ``create`` goes through.
-    :param endpoint: the endpoint name.
+    :param engine: the engine the cached methods go through.
+    :param methods: the provider's cached methods on this resource.
     :param twin: the HTTP twin's resource (``None`` where the client has no twin).
     """
 
-    create: Callable[..., Any]
-
-    def __init__(self, resource: Any, engine: Any, endpoint: Endpoint, twin: Any = None) -> None:
+    def __init__(self, resource: Any, engine: Any, methods: list[Method], twin: Any = None) -> None:
         self._resource = resource
         self._engine = engine
-        self._endpoint = endpoint
         self._twin = twin
-        if endpoint == "embeddings":
-            self.create = functools.partial(engine.embed, resource.create)
-        else:
-            # the SDK's raw-response twin of create, whose JSON text a miss stores as it came
-            raw = getattr(getattr(resource, "with_raw_response", None), "create", None)
-            self.create = functools.partial(engine.call, endpoint, resource.create, raw)
+        for method in methods:
+            setattr(self, method.name, self._bind(method, methods))
+
+    def _bind(self, method: Method, methods: list[Method]) -> Callable[..., Any]:
+        engine, resource = self._engine, self._resource
+        if method.endpoint == "embeddings":
+            return functools.partial(engine.embed, getattr(resource, method.name))
+        twins = [m for m in methods if m.endpoint == method.endpoint and m.stream != method.stream]
+        if not method.stream and not twins:  # streaming is an argument of the method (create)
+            # the SDK's raw-response twin, whose JSON text a miss stores as it came
+            raw = getattr(getattr(resource, "with_raw_response", None), method.name, None)
+            return functools.partial(
+                engine.call, method.endpoint, getattr(resource, method.name), raw
+            )
+        # a method that always streams and its unstreamed twin: one upstream that picks
+        plain, streamed = (twins[0], method) if method.stream else (method, twins[0])
+        upstream = _Choose(getattr(resource, plain.name), getattr(resource, streamed.name))
+        call = functools.partial(engine.call, method.endpoint, upstream, None)
+        return functools.partial(call, stream=True) if method.stream else call
 
     def __getattr__(self, name: str) -> Any:
         if name in ROUTED and self._twin is not None:
@@ -136,6 +147,20 @@ class CachedResource:
 
     def __repr__(self) -> str:
         return f"<cached {self._resource!r}>"
+
+
+class _Choose:
+    """The upstream of an endpoint whose SDK streams by method, not by argument: the engine
+    marks a streamed call ``stream=True``, which this takes out to call the right method."""
+
+    def __init__(self, plain: Callable[..., Any], streamed: Callable[..., Any]) -> None:
+        self.plain = plain
+        self.streamed = streamed
+
+    def __call__(self, **params: Any) -> Any:
+        if params.pop("stream", False):
+            return self.streamed(**params)
+        return self.plain(**params)
 
 
 class ResourceGroup:

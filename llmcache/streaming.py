@@ -29,14 +29,20 @@ class RecordingStream(_CacheAttributes):
     Everything else (``response``, ``close``...) is the SDK stream's own.
     """
 
-    def __init__(self, stream: Any, on_complete: Callable[[list[dict[str, Any]]], None]) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        on_complete: Callable[[list[dict[str, Any]]], None],
+        dump_chunk: Callable[[Any], dict[str, Any]] = dump,
+    ) -> None:
         self._stream = stream
         self._on_complete = on_complete
+        self._dump = dump_chunk
         self._chunks: list[dict[str, Any]] = []
 
     def __iter__(self) -> Iterator[Any]:
         for chunk in self._stream:
-            self._chunks.append(dump(chunk))
+            self._chunks.append(self._dump(chunk))
             yield chunk
         self._on_complete(self._chunks)
 
@@ -46,7 +52,7 @@ class RecordingStream(_CacheAttributes):
         except StopIteration:
             self._on_complete(self._chunks)
             raise
-        self._chunks.append(dump(chunk))
+        self._chunks.append(self._dump(chunk))
         return chunk
 
     def __enter__(self) -> RecordingStream:
@@ -67,15 +73,19 @@ class AsyncRecordingStream(_CacheAttributes):
     """The asyncio twin of :class:`RecordingStream`."""
 
     def __init__(
-        self, stream: Any, on_complete: Callable[[list[dict[str, Any]]], Awaitable[None]]
+        self,
+        stream: Any,
+        on_complete: Callable[[list[dict[str, Any]]], Awaitable[None]],
+        dump_chunk: Callable[[Any], dict[str, Any]] = dump,
     ) -> None:
         self._stream = stream
         self._on_complete = on_complete
+        self._dump = dump_chunk
         self._chunks: list[dict[str, Any]] = []
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         async for chunk in self._stream:
-            self._chunks.append(dump(chunk))
+            self._chunks.append(self._dump(chunk))
             yield chunk
         await self._on_complete(self._chunks)
 
@@ -85,7 +95,7 @@ class AsyncRecordingStream(_CacheAttributes):
         except StopAsyncIteration:
             await self._on_complete(self._chunks)
             raise
-        self._chunks.append(dump(chunk))
+        self._chunks.append(self._dump(chunk))
         return chunk
 
     async def __aenter__(self) -> AsyncRecordingStream:

@@ -827,7 +827,7 @@ def test_killing_the_server_fails_no_call_and_caching_resumes_after_restart(
     done = threading.Event()
 
     def traffic() -> None:
-        for i in range(5000):  # bounded; stops as soon as the test says so
+        for i in range(500_000):  # bounded; stops as soon as the test says so (~3 s)
             if done.is_set():
                 return
             try:

@@ -1,16 +1,17 @@
 """Which HTTP requests the cache answers, for which upstream, with which per-call options.
 
-A request is cached when it is a POST whose path ends with one of the API paths below,
-under any base-URL prefix, with a JSON object as its body. Its upstream identity is the
-URL up to that path (scheme, host, port, prefix; the query string too when there is one)
-and the ``OpenAI-Organization`` / ``OpenAI-Project`` headers: the same identity a
-``CachedClient`` derives from the SDK client, so both doors share entries. Per-call control
-comes in request headers, which are consumed and never sent upstream.
+A request is cached when it is a POST whose path ends with one of the API paths the
+providers registered (``/chat/completions``, ``/v1/messages``...), under any base-URL
+prefix, with a JSON object as its body. Its upstream identity is the URL up to that path
+(scheme, host, port, prefix; the query string too when there is one) and the
+``OpenAI-Organization`` / ``OpenAI-Project`` headers: the same identity a ``CachedClient``
+derives from the SDK client, so both doors share entries. Per-call control comes in
+request headers, which are consumed and never sent upstream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,21 +21,11 @@ from ..request import Endpoint
 __all__ = [
     "CONTROL_HEADERS",
     "IDENTITY_HEADERS",
-    "PATHS",
     "BadControlHeader",
     "Route",
     "control_options",
     "route",
 ]
-
-# longest first: /chat/completions before /completions
-PATHS: tuple[tuple[str, Endpoint], ...] = (
-    ("/chat/completions", "chat.completions"),
-    ("/v1/messages", "messages"),
-    ("/completions", "completions"),
-    ("/embeddings", "embeddings"),
-    ("/responses", "responses"),
-)
 
 # request header -> the cache_* option it carries
 CONTROL_HEADERS = {
@@ -64,9 +55,17 @@ class Route:
     identity: str
 
 
-def route(method: str, url: str, path: str, organization: str, project: str) -> Route | None:
+def route(
+    routes: Sequence[tuple[str, str]],
+    method: str,
+    url: str,
+    path: str,
+    organization: str,
+    project: str,
+) -> Route | None:
     """Return the route of a request the cache answers, or ``None`` to pass it through.
 
+    :param routes: ``(path suffix, endpoint)``, longest suffix first (the providers').
     :param url: the whole URL, as text.
     :param path: the URL's path.
     :param organization: the ``OpenAI-Organization`` header, or ``""``.
@@ -74,7 +73,7 @@ def route(method: str, url: str, path: str, organization: str, project: str) -> 
     """
     if method != "POST":
         return None
-    found = next(((s, e) for s, e in PATHS if path.endswith(s)), None)
+    found = next(((s, e) for s, e in routes if path.endswith(s)), None)
     if found is None:
         return None
     suffix, endpoint = found

@@ -20,6 +20,7 @@ from ..core import CacheCore
 from ..embeddings import EmbeddingCall
 from ..errors import CacheMiss, ConfigError
 from ..options import Directives, parse_options
+from ..providers.base import Provider
 from ..request import CacheRequest
 from .engine import AsyncHttpEngine, Passthrough, SyncHttpEngine, mark_response
 from .routing import (
@@ -96,10 +97,18 @@ class _Door:
         self.lib = lib
         self.core = core
         self.planner = core.planner("")
+        providers = [p for p in core.registry.providers() if p.routes]
+        if not providers:
+            raise ConfigError("the HTTP-level cache needs the openai or anthropic package")
+        self.routes = sorted(
+            ((suffix, endpoint) for p in providers for suffix, endpoint in p.routes),
+            key=lambda route: -len(route[0]),  # /chat/completions before /completions
+        )
+        adapters = {e: a for p in providers for e, a in p.adapters.items()}
         self.engine = engine_type(
             lib,
             self.planner,
-            _providers(),
+            Provider("http", adapters),
             core.store,
             core.stats,
             core.observers,
@@ -122,7 +131,7 @@ class _Door:
             elif lower == IDENTITY_HEADERS[1]:
                 project = value.decode("latin-1")
         url = request.url
-        where = route(request.method, str(url), url.path, organization, project)
+        where = route(self.routes, request.method, str(url), url.path, organization, project)
         if where is None or where.endpoint not in self.engine.provider.adapters:
             return None
         try:
@@ -184,22 +193,6 @@ class _Door:
     def passed(self, exc: Passthrough, key: str) -> Any:
         """Return an upstream answer the cache did not store."""
         return mark_response(self.copy(exc.response), "miss", key)
-
-
-def _providers() -> Any:
-    """Return one provider holding every endpoint adapter whose SDK is installed."""
-    from ..providers.base import Provider
-
-    adapters: dict[str, Any] = {}
-    for module, name in (("openai", "OPENAI"), ("anthropic", "ANTHROPIC")):
-        try:
-            found = importlib.import_module(f"llmcache.providers.{module}")
-        except ImportError:
-            continue
-        adapters.update(getattr(found, name).adapters)
-    if not adapters:
-        raise ConfigError("the HTTP-level cache needs the openai or anthropic package installed")
-    return Provider("http", adapters)
 
 
 def _json(response: Any) -> Any:

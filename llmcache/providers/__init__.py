@@ -1,66 +1,56 @@
-"""SDK families llmcache wraps, and how it recognises a client."""
+"""SDK families llmcache wraps: how it recognises a client, and the built-in providers.
+
+Providers are plugins (``llmcache_register_providers``); OpenAI, Anthropic and google-genai
+register through :mod:`llmcache.providers.builtin` like any other.
+"""
 
 from __future__ import annotations
 
-import importlib
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError
-from .base import EndpointAdapter, Provider
+from .base import EndpointAdapter, Method, Provider
 
-__all__ = ["EndpointAdapter", "Provider", "detect", "identity", "is_async_client"]
-
-_ENDPOINT_PATHS = {
-    "chat.completions": ("chat", "completions", "create"),
-    "completions": ("completions", "create"),
-    "embeddings": ("embeddings", "create"),
-    "responses": ("responses", "create"),
-    "messages": ("messages", "create"),
-}
+__all__ = ["EndpointAdapter", "Method", "Provider", "detect", "identity", "is_async_client"]
 
 
-def _family(client: Any) -> str:
-    return type(client).__module__.split(".", 1)[0]
+def detect(client: Any, providers: Sequence[Provider]) -> Provider:
+    """Return the provider of ``client``: the last registered that recognises its class, else
+    a fallback provider (OpenAI-compatible) whose methods the client has.
 
-
-def detect(client: Any) -> Provider:
-    """Return the provider whose SDK made ``client`` (OpenAI-compatible unless Anthropic).
-
-    :raises ConfigError: the SDK the provider needs is not installed.
+    :raises ConfigError: no provider fits; the message names the known ones.
     """
-    module = "anthropic" if _family(client) == "anthropic" else "openai"
-    try:
-        adapters = importlib.import_module(f"{__name__}.{module}")
-    except ImportError as exc:
-        raise ConfigError(
-            f"wrapping a {type(client).__name__} needs the {module!r} package: pip install {module}"
-        ) from exc
-    return adapters.ANTHROPIC if module == "anthropic" else adapters.OPENAI  # type: ignore[no-any-return]
+    for provider in reversed(providers):
+        if provider.recognises(client):
+            return provider
+    for provider in reversed(providers):
+        if provider.fallback and any(provider.resource(client, m) for m in provider.methods):
+            return provider
+    known = ", ".join(p.name for p in providers) or "none (install openai or anthropic)"
+    raise ConfigError(
+        f"no llmcache provider recognises {type(client).__module__}.{type(client).__name__}; "
+        f"known providers: {known}"
+    )
 
 
-def endpoint_method(client: Any, endpoint: str) -> Any:
-    """Return the client's bound ``create`` method for an endpoint, or ``None``."""
-    target = client
-    for part in _ENDPOINT_PATHS[endpoint]:
-        target = getattr(target, part, None)
-        if target is None:
-            return None
-    return target
+def is_async_client(client: Any, provider: Provider) -> bool:
+    """Tell whether the client's cached methods are coroutine functions.
 
-
-def is_async_client(client: Any) -> bool:
-    """Tell whether the client's cached methods are coroutine functions."""
-    for endpoint in _ENDPOINT_PATHS:
-        method = endpoint_method(client, endpoint)
-        if method is not None:
-            # the SDKs decorate create(); look through functools.wraps layers
-            return inspect.iscoroutinefunction(inspect.unwrap(method)) or type(
+    :raises ConfigError: the client has none of the provider's cached methods.
+    """
+    for method in provider.methods:
+        resource = provider.resource(client, method)
+        if resource is not None:
+            found = getattr(resource, method.name)
+            # the SDKs decorate their methods; look through functools.wraps layers
+            return inspect.iscoroutinefunction(inspect.unwrap(found)) or type(
                 client
             ).__name__.startswith("Async")
     raise ConfigError(
-        f"{type(client).__name__} has none of the methods llmcache caches "
-        f"({', '.join('.'.join(p) for p in _ENDPOINT_PATHS.values())})"
+        f"{type(client).__name__} has none of the methods llmcache caches for "
+        f"{provider.name} ({', '.join('.'.join((*m.path, m.name)) for m in provider.methods)})"
     )
 
 

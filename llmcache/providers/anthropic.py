@@ -16,7 +16,7 @@ from typing import Any
 
 from anthropic.types import Message, RawMessageStreamEvent
 
-from .base import EndpointAdapter, Provider, Usage, usage_number
+from .base import EndpointAdapter, Method, Provider, Usage, usage_number
 
 __all__ = ["ANTHROPIC", "Messages"]
 
@@ -180,4 +180,11 @@ class Messages(EndpointAdapter):
         return events
 
 
-ANTHROPIC = Provider("anthropic", {"messages": Messages()}, sdk_cache_control=True)
+ANTHROPIC = Provider(
+    "anthropic",
+    {"messages": Messages()},
+    sdk_cache_control=True,
+    methods=(Method(("messages",), "create", "messages"),),
+    modules=("anthropic",),
+    routes=(("/v1/messages", "messages"),),
+)

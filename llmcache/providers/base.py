@@ -15,7 +15,15 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-__all__ = ["EndpointAdapter", "Provider", "Usage", "compact_json", "dump", "usage_number"]
+__all__ = [
+    "EndpointAdapter",
+    "Method",
+    "Provider",
+    "Usage",
+    "compact_json",
+    "dump",
+    "usage_number",
+]
 
 
 def dump(obj: Any) -> dict[str, Any]:
@@ -173,6 +181,10 @@ class EndpointAdapter:
         events.append(self.sse_done)
         return b"".join(events)
 
+    def dump(self, obj: Any) -> dict[str, Any]:
+        """Return an SDK object (a response or a chunk) as the plain data an entry stores."""
+        return dump(obj)
+
     def build_chunk(self, payload: Mapping[str, Any]) -> Any:
         """Return the SDK object for a stored chunk payload, built as the SDK builds a live one.
 
@@ -221,9 +233,60 @@ class EndpointAdapter:
 
 
 @dataclass(frozen=True, slots=True)
+class Method:
+    """One SDK method the wrapper caches.
+
+    :param path: the attributes from the client to the resource (``("chat", "completions")``).
+    :param name: the method's name on the resource (``"create"``).
+    :param endpoint: the endpoint it calls (an adapter of the provider handles its answers).
+    :param stream: the method always streams (google-genai's ``generate_content_stream``);
+        the endpoint's other method is its unstreamed twin, and both share entries.
+    """
+
+    path: tuple[str, ...]
+    name: str
+    endpoint: str
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
-    """One SDK family: its name and its endpoint adapters."""
+    """One SDK family, as a provider plugin registers it.
+
+    :param name: the family's name (``"openai"``).
+    :param adapters: the response handling of each endpoint, by endpoint name.
+    :param methods: the SDK methods the wrapper caches.
+    :param modules: module prefixes of the SDK's client classes (``("openai",)``): a client
+        whose class comes from one of them is this family's.
+    :param routes: ``(path suffix, endpoint)`` of the HTTP requests the HTTP-level cache
+        answers for this family (``("/chat/completions", "chat.completions")``).
+    :param fallback: wrap clients no provider recognises when they have this family's
+        methods (OpenAI-compatible clients of other SDKs).
+    :param sdk_cache_control: the SDK has a ``cache_control`` parameter of its own.
+    :param identify: the upstream identity of a client (what keeps two upstreams' entries
+        apart; never an API key), when the SDK does not expose ``base_url`` /
+        ``organization`` / ``project``.
+    """
 
     name: str
     adapters: Mapping[str, EndpointAdapter]
-    sdk_cache_control: bool = False  # the SDK has a cache_control parameter of its own
+    sdk_cache_control: bool = False
+    methods: tuple[Method, ...] = ()
+    modules: tuple[str, ...] = ()
+    routes: tuple[tuple[str, str], ...] = ()
+    fallback: bool = False
+    identify: Callable[[Any], str] | None = None
+
+    def recognises(self, client: Any) -> bool:
+        """Tell whether ``client`` is an SDK client of this family."""
+        module = type(client).__module__
+        return any(module == m or module.startswith(m + ".") for m in self.modules)
+
+    def resource(self, client: Any, method: Method) -> Any:
+        """Return the resource of ``client`` that holds ``method``, or ``None``."""
+        target = client
+        for part in method.path:
+            target = getattr(target, part, None)
+            if target is None:
+                return None
+        return target if callable(getattr(target, method.name, None)) else None

@@ -9,7 +9,7 @@ from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from .base import EndpointAdapter, Provider, Usage, usage_number
+from .base import EndpointAdapter, Method, Provider, Usage, usage_number
 
 __all__ = ["OPENAI"]
 
@@ -272,4 +272,19 @@ class Embeddings(EndpointAdapter):
 OPENAI = Provider(
     "openai",
     {a.endpoint: a for a in (ChatCompletions(), Completions(), Responses(), Embeddings())},
+    methods=(
+        Method(("chat", "completions"), "create", "chat.completions"),
+        Method(("completions",), "create", "completions"),
+        Method(("embeddings",), "create", "embeddings"),
+        Method(("responses",), "create", "responses"),
+    ),
+    modules=("openai",),
+    # longest first: /chat/completions before /completions
+    routes=(
+        ("/chat/completions", "chat.completions"),
+        ("/completions", "completions"),
+        ("/embeddings", "embeddings"),
+        ("/responses", "responses"),
+    ),
+    fallback=True,
 )

@@ -1,0 +1,31 @@
+"""Register the providers whose SDK is installed: OpenAI, Anthropic, google-genai."""
+
+from __future__ import annotations
+
+from ..hookspecs import RegisterProvider, hookimpl
+
+__all__ = ["llmcache_register_providers"]
+
+
+@hookimpl
+def llmcache_register_providers(register: RegisterProvider) -> None:
+    """Register OpenAI (also the fallback for OpenAI-compatible clients), Anthropic and
+    google-genai, each when its SDK can be imported."""
+    try:
+        from .openai import OPENAI
+    except ImportError:  # the openai package is not installed
+        pass
+    else:
+        register(OPENAI)
+    try:
+        from .anthropic import ANTHROPIC
+    except ImportError:
+        pass
+    else:
+        register(ANTHROPIC)
+    try:
+        from .genai import GENAI
+    except ImportError:
+        pass
+    else:
+        register(GENAI)
