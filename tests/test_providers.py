@@ -153,5 +153,5 @@ def test_a_fourth_sdk_family_is_added_by_a_plugin_alone() -> None:
 
 
 def test_a_client_no_provider_knows_is_refused_by_name() -> None:
-    with pytest.raises(llmcache.ConfigError, match="known providers: .*openai"):
+    with pytest.raises(llmcache.ConfigError, match=r"known providers: .*openai"):
         CachedClient(EchoClient())
