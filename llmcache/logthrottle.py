@@ -5,12 +5,15 @@ every ``recovery_time``; a cluster or pool fails once per node per retry): one l
 failure floods the log without saying more. The first failure of a cause is logged at
 once; the repeats within :data:`INTERVAL` seconds are counted, and the next one after it
 logs the count: ``llmcache failed in L2:redis-cluster 37 times in the last 10 s:
-ConnectionError: ...``. A cause is the tier, what failed and the error's text.
+ConnectionError: ...``. A cause is the tier, what failed and the error's text with its
+numbers left out (the same refusal from another node's port, or after another timeout, is
+the same cause).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Final
@@ -21,6 +24,7 @@ __all__ = ["INTERVAL", "ThrottledLog"]
 INTERVAL: Final = 10.0
 #: Causes remembered at most; past this the oldest are forgotten (and logged afresh).
 MAX_CAUSES: Final = 256
+_NUMBERS: Final = re.compile(r"\d+")
 
 
 class ThrottledLog:
@@ -38,7 +42,7 @@ class ThrottledLog:
 
     def failure(self, label: str, what: str, cause: str) -> None:
         """Record one failure of tier ``label`` (``what``: "failed in", ...) with ``cause``."""
-        key = (label, what, cause)
+        key = (label, what, _NUMBERS.sub("#", cause))
         now = time.monotonic()
         with self._lock:
             state = self._causes.get(key)
@@ -52,7 +56,7 @@ class ThrottledLog:
             self.logger.warning("llmcache %s %s: %s", what, label, cause)
         else:
             self.logger.warning(
-                "llmcache %s %s %d times in the last %.0f s: %s",
+                "llmcache %s %s %d times in the last %.3g s: %s",
                 what,
                 label,
                 state[1] + 1,
