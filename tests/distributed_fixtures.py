@@ -30,6 +30,7 @@ __all__ = [
     "ReplicatedCluster",
     "SentinelGroup",
     "replicated_cluster",
+    "reshard",
     "sentinel_group",
     "start_replicated_cluster",
     "start_sentinel_group",
@@ -366,3 +367,22 @@ def sentinel_group() -> Iterator[SentinelGroup]:
             group.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def reshard(
+    cluster: ReplicatedCluster, slots: int, timeout: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start moving ``slots`` slots (and their keys) from one live master to another with
+    ``redis-cli --cluster reshard``; return the running process."""
+    source, target = cluster.masters()[:2]
+    ids = [_ask(node.port, ("CLUSTER", "MYID"))[0] for node in (source, target)]
+    return subprocess.Popen(
+        [
+            require_binary("redis-cli"),
+            *("--cluster", "reshard", f"127.0.0.1:{source.port}"),
+            *("--cluster-from", ids[0], "--cluster-to", ids[1]),
+            *("--cluster-slots", str(slots), "--cluster-yes"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -22,7 +22,7 @@ from redis.crc import key_slot
 
 from llmcache import CachedClient
 from llmcache.simulator import Simulator
-from tests.distributed_fixtures import ReplicatedCluster, replicated_cluster
+from tests.distributed_fixtures import ReplicatedCluster, replicated_cluster, reshard
 from tests.distributed_runs import LogCapture, fault_run, questions
 from tests.redis_fixtures import start_redis_cluster
 from tests.servers import free_port
@@ -156,3 +156,52 @@ def test_no_reachable_node_fails_open_logs_once_and_resumes_when_a_node_answers(
     finally:
         client.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_resharding_under_load_loses_no_hit_and_a_clear_still_removes_every_match(
+    cluster: ReplicatedCluster, sim: Simulator, is_async: bool
+) -> None:
+    from llmcache_redis import RedisClusterBackend
+
+    doomed = {f"llmcache:reshard:gone:{i}": b"x" for i in range(2000)}
+    kept = {f"llmcache:reshard:kept:{i}": b"x" for i in range(200)}
+    raw = RedisClusterBackend(cluster.url)
+    raw.set_many({**doomed, **kept}, None)
+    cleared: list[int | None] = []
+
+    def move_slots_and_clear() -> None:
+        moving = reshard(cluster, 2000)
+        try:
+            time.sleep(0.5)  # while slots migrate
+            # small SCAN pages: the clear walks the masters for as long as keys move
+            admin = _client(sim, cluster.url + "?batch_size=10", namespace="reshard")
+            try:
+                cleared.append(admin.clear_cache(key="gone:*"))
+            finally:
+                admin.close()
+            assert moving.wait(timeout=60) == 0
+        finally:
+            if moving.poll() is None:
+                moving.kill()
+
+    try:
+        figures = fault_run(
+            sim,
+            cluster.url,
+            fault=move_slots_and_clear,
+            healthy=cluster.healthy,
+            settle=cluster.wait_replicated,
+            is_async=is_async,
+            after=1.0,
+        )
+        assert figures.failed_calls == 0
+        assert figures.wrong_answers == 0
+        assert figures.hit_rate_during == 1.0, figures.summary()
+        assert figures.errors_counted == 0, figures.logs
+        assert cleared == [len(doomed)]
+        assert raw.get_many(list(doomed)) == [None] * len(doomed)
+        assert raw.get_many(list(kept)) == [b"x"] * len(kept)
+    finally:
+        raw.clear("llmcache:reshard:*")
+        raw.close()
