@@ -236,6 +236,14 @@ class SentinelGroup:
         port = self.primary_port()
         return next(s for s in self.servers if s.port == port)
 
+    def promoted(self, old_port: int) -> bool:
+        """Whether the sentinels name a live primary other than ``old_port``, writable now."""
+        try:
+            port = self.primary_port()
+            return port != old_port and _info(port, "replication").get("role") == "master"
+        except (LookupError, ValueError):
+            return False
+
     def wait_promoted(self, old_port: int, timeout: float = 30.0) -> float:
         """Wait until a live server other than ``old_port`` is primary and writable."""
         deadline = time.monotonic() + timeout
