@@ -404,11 +404,12 @@ class MemcachedBackend(CacheBackend):
     def _oversized(self, key: str, size: int) -> None:
         with self._lock:
             self.oversized += 1
+        # the namespace only: the rest of a key is the user's scope and a digest
         log.warning(
-            "llmcache value of %d bytes for %r exceeds memcached's item size limit even "
-            "compressed; not stored",
+            "llmcache value of %d bytes in namespace %r exceeds memcached's item size limit "
+            "even compressed; not stored",
             size,
-            key[:200],
+            namespace_of(key.split(", ", 1)[0]),
         )
 
     def delete(self, keys: Sequence[str]) -> None:

@@ -141,6 +141,7 @@ def test_no_reachable_node_fails_open_logs_once_and_resumes_when_a_node_answers(
                 time.sleep(0.35)
         warnings = [line for line in logs.lines if line.startswith("llmcache WARNING")]
         assert len(warnings) == 1, logs.lines
+        assert not [line for line in logs.lines if "late question" in line]
         assert "L1:redis-cluster" in warnings[0]
         assert client.stats().errors >= 2
         late = start_redis_cluster(workdir, ports)
@@ -194,7 +195,9 @@ def test_resharding_under_load_loses_no_hit_and_a_clear_still_removes_every_matc
             settle=cluster.wait_replicated,
             is_async=is_async,
             after=1.0,
+            marker="PROMPT-reshard",
         )
+        assert not [line for line in figures.logs if "PROMPT-reshard" in line]
         assert figures.failed_calls == 0
         assert figures.wrong_answers == 0
         assert figures.hit_rate_during == 1.0, figures.summary()
