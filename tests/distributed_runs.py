@@ -87,6 +87,7 @@ class Figures:
     errors_counted: int = 0
     logs: list[str] = field(default_factory=list)
     affected: set[int] = field(default_factory=set)
+    extra: dict[str, Any] = field(default_factory=dict)  # a scenario's own figures
 
     def _rate(self, calls: list[Call]) -> float:
         return sum(c.hit for c in calls) / len(calls) if calls else float("nan")
@@ -107,8 +108,11 @@ class Figures:
         return self._rate(self.during)
 
     @property
-    def hit_rate_during_unaffected(self) -> float:
-        """Hit rate during the fault of the questions whose node did not fail."""
+    def hit_rate_during_unaffected(self) -> float | None:
+        """Hit rate during the fault of the questions whose node did not fail (``None``
+        when the run did not tell them apart: one primary holds every key)."""
+        if not self.affected:
+            return None
         return self._rate([c for c in self.during if c.index not in self.affected])
 
     @property
@@ -138,7 +142,9 @@ class Figures:
             if self.first_hit_after is None
             else round(self.first_hit_after, 3),
             "hit_rate_during": round(self.hit_rate_during, 3),
-            "hit_rate_during_unaffected": round(self.hit_rate_during_unaffected, 3),
+            "hit_rate_during_unaffected": None
+            if self.hit_rate_during_unaffected is None
+            else round(self.hit_rate_during_unaffected, 3),
             "hit_rate_after": round(self.hit_rate_after, 3),
             "calls": len(self.calls),
             "upstream_during": self.upstream_during,
