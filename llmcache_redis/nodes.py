@@ -96,7 +96,7 @@ class NodeHealth:
         elif name is not None:
             with self._lock:
                 self.down[name] = now + RETRY_AFTER
-        self.next_refresh = min(self.next_refresh or now, now)
+        self.next_refresh = now  # a new failure: read the topology at the next skip
 
     def ok(self, name: str | None) -> None:
         """Record that node ``name`` answered."""

@@ -272,7 +272,8 @@ def _run_sync(
     affected: Callable[[str], bool] | None,
     after: float,
 ) -> Figures:
-    client = CachedClient(OpenAI(base_url=sim.base_url, api_key="sk-x", max_retries=0), **options)
+    wrapped = OpenAI(base_url=sim.base_url, api_key="sk-x", max_retries=0)
+    client = CachedClient(wrapped, **options)
     try:
         warm = [client.chat.completions.create(**params) for params in asked]
         settle()
@@ -295,6 +296,7 @@ def _run_sync(
         return figures
     finally:
         client.close()
+        wrapped.close()
 
 
 async def _run_async(
@@ -333,3 +335,4 @@ async def _run_async(
         return figures
     finally:
         await client.close()
+        await wrapped.close()  # its connections belong to this loop, which ends here
