@@ -23,6 +23,7 @@ from .breaker import CircuitBreaker
 from .codec import Codec, CorruptEntry, Entry
 from .errors import BackendError, ConfigError
 from .events import CacheEvent
+from .logthrottle import ThrottledLog
 from .observers import Observers
 from .plugins import PluginRegistry
 from .request import CacheRequest
@@ -216,6 +217,7 @@ class _TierLogic:
         # In-process tiers hand back the very bytes object they were given, so the entry
         # decoded from it can be reused: id() is stable while the memo holds the bytes.
         self._decoded: dict[int, tuple[bytes, Entry]] = {}
+        self.failure_log = ThrottledLog(log)  # one line per cause per interval, counted
 
     # -- failure handling ------------------------------------------------------------------
 
@@ -234,7 +236,7 @@ class _TierLogic:
     def _report(self, tier: Tier, exc: BaseException, scope: Scope | None, what: str) -> None:
         """Count an error, log it (without secrets) and tell ``llmcache_on_error`` observers."""
         self.stats.error()
-        log.warning("llmcache %s %s: %s", what, tier.label, _describe(exc, tier))
+        self.failure_log.failure(tier.label, what, _describe(exc, tier))
         if scope is None or scope.request is None:
             return
         if self.observers.wanted("llmcache_on_error"):

@@ -21,6 +21,7 @@ _KINDS = {
     "unix": "redis",
     "redis+cluster": "redis-cluster",
     "rediss+cluster": "redis-cluster",
+    "redis+sentinel": "redis-sentinel",
     "memcached": "memcached",
 }
 _CORE_OPTIONS = ("max_ttl", "timeout")

@@ -44,10 +44,11 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
         route = backend._routes.get(key) or backend._route(key)
         server = route[4]
         pool = backend.pool
-        if server.down_until and not pool.usable(server):
-            if pool.all_down():
+        if server.down_until:  # rare: the placement may try the server, which blocks
+            placed = await asyncio.to_thread(backend._placed, key)
+            if placed is None:
                 raise pool.unavailable()
-            return None
+            route, server = placed, placed[4]
         loop = asyncio.get_running_loop()
         connection = server.acquire_async(loop)
         try:
@@ -69,8 +70,6 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
             raise
         finally:
             server.release_async(loop, connection)
-        if server.down_until:
-            pool.succeeded(server)
         return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -83,9 +82,11 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
         values: dict[str, bytes | None] = {}
         error: BaseException | None = None
         answered = False
-        for server, items in backend._by_server(keys).items():
-            if not pool.usable(server):
-                continue
+        if any(server.down_until for server in pool.servers):
+            groups = await asyncio.to_thread(backend._by_server, keys)
+        else:
+            groups = backend._by_server(keys)
+        for server, items in groups.items():
             connection = server.acquire_async(loop)
             try:
                 found = await connection.fetch(backend._command(items))
@@ -95,7 +96,6 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
                 continue
             finally:
                 server.release_async(loop, connection)
-            pool.succeeded(server)
             answered = True
             now = time.time()
             for key, route in items:

@@ -146,7 +146,8 @@ class MemcachedBackend(BaseCacheBackend):
     :param servers: ``(host, port)`` tuples or Unix socket paths; several make a pool.
     :param timeout: seconds for connecting and for each socket operation.
     :param pool_size: idle connections kept per server (``None``: 16).
-    :param dead_timeout: seconds a failed server of a pool is skipped (its keys are misses).
+    :param dead_timeout: seconds a failed server of a pool is skipped (its keys move to the
+        next live server of the ring meanwhile).
     :param max_item_size: memcached's item size limit (its ``-I``), in bytes.
     :param max_rules: invalidation rules kept per record before a new generation replaces
         them.
@@ -180,6 +181,7 @@ class MemcachedBackend(BaseCacheBackend):
         # each server's records as this process last saw them
         self._views: dict[str, _Views] = {server.name: {} for server in self.pool.servers}
         self._routes: dict[str, _Route] = {}
+        self._remaps: dict[tuple[str, str], _Route] = {}  # keys of servers that are down
 
     def __repr__(self) -> str:
         return f"MemcachedBackend({[server.name for server in self.pool.servers]!r})"
@@ -196,24 +198,76 @@ class MemcachedBackend(BaseCacheBackend):
         route = self._routes.get(key)
         if route is not None:
             return route
-        mkey = entry_key(key)
-        rkey = scope_key(namespace_of(key))
-        server = self.pool.route(mkey)
-        command = get_command([mkey, rkey])
-        mkey_bytes, rkey_bytes = mkey.encode("ascii"), rkey.encode("ascii")
-        views = self._views[server.name]
-        head = b"VALUE %s 0 " % mkey_bytes
-        route = (mkey, mkey_bytes, rkey, rkey_bytes, server, views, command, head)
+        route = self._route_on(key, self.pool.route(entry_key(key)))
         if len(self._routes) >= ROUTES:
             self._routes.clear()
         self._routes[key] = route
         return route
 
+    def _route_on(self, key: str, server: Server) -> _Route:
+        """Where ``key`` lives on ``server`` (its own, or the one standing in for it)."""
+        mkey = entry_key(key)
+        rkey = scope_key(namespace_of(key))
+        command = get_command([mkey, rkey])
+        mkey_bytes, rkey_bytes = mkey.encode("ascii"), rkey.encode("ascii")
+        views = self._views[server.name]
+        head = b"VALUE %s 0 " % mkey_bytes
+        return (mkey, mkey_bytes, rkey, rkey_bytes, server, views, command, head)
+
+    def _placed(self, key: str) -> _Route | None:
+        """The route of ``key`` now: on its own server, or while that one is down on the
+        next live one of the ring; ``None`` when every server is down."""
+        route = self._routes.get(key) or self._route(key)
+        server = route[4]
+        if not server.down_until or self._available(server):
+            return route
+        other = self.pool.fallback(route[0])
+        if other is None:
+            return None
+        remapped = self._remaps.get((key, other.name))
+        if remapped is None:
+            if len(self._remaps) >= ROUTES:
+                self._remaps.clear()
+            remapped = self._remaps[(key, other.name)] = self._route_on(key, other)
+        return remapped
+
+    def _available(self, server: Server) -> bool:
+        """Tell whether a server marked down may serve again.
+
+        In a pool, the one caller whose turn it is to try it first makes everything it
+        held before unreadable (a new generation in each of its records): clears made
+        while it was away did not reach it, and its keys were written elsewhere meanwhile.
+        """
+        if not server.down_until:
+            return True
+        if not self.pool.usable(server):
+            return False
+        try:
+            if len(self.pool.servers) > 1:
+                # in a pool its keys lived elsewhere meanwhile; one server alone keeps its
+                # entries (a clear it missed raised, as on any store that was down)
+                self._forget_past(server)
+        except self.pool.errors as exc:
+            self.pool.failed(server, exc)
+            return False
+        self.pool.succeeded(server)
+        return True
+
+    def _forget_past(self, server: Server) -> None:
+        now = time.time()
+
+        def renew(state: ScopeState) -> ScopeState:
+            return state.with_clear(None, None, now=now, max_rules=self.max_rules)
+
+        self._update_existing(server, scope_keys(), renew)
+
     def _by_server(self, keys: Iterable[str]) -> dict[Server, list[tuple[str, _Route]]]:
+        """Group keys by the server that holds them now (keys with none are left out)."""
         groups: dict[Server, list[tuple[str, _Route]]] = {}
         for key in dict.fromkeys(keys):
-            route = self._route(key)
-            groups.setdefault(route[4], []).append((key, route))
+            route = self._placed(key)
+            if route is not None:
+                groups.setdefault(route[4], []).append((key, route))
         return groups
 
     # -- reads ---------------------------------------------------------------------------
@@ -245,10 +299,11 @@ class MemcachedBackend(BaseCacheBackend):
         # get_many's work for one key, written out: this is the hit path
         route = self._routes.get(key) or self._route(key)
         server = route[4]
-        if server.down_until and not self.pool.usable(server):
-            if self.pool.all_down():
+        if server.down_until:
+            placed = self._placed(key)
+            if placed is None:
                 raise self.pool.unavailable()
-            return None
+            route, server = placed, placed[4]
         client = server.acquire()
         try:
             reply = client.exchange(route[6])
@@ -263,8 +318,6 @@ class MemcachedBackend(BaseCacheBackend):
             raise
         finally:
             server.release(client)
-        if server.down_until:
-            self.pool.succeeded(server)
         return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -279,15 +332,12 @@ class MemcachedBackend(BaseCacheBackend):
         error: BaseException | None = None
         answered = False
         for server, items in self._by_server(keys).items():
-            if not self.pool.usable(server):
-                continue
             try:
                 found = server.call("fetch", self._command(items))
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc
                 continue
-            self.pool.succeeded(server)
             answered = True
             now = time.time()
             for key, route in items:
@@ -354,11 +404,12 @@ class MemcachedBackend(BaseCacheBackend):
     def _oversized(self, key: str, size: int) -> None:
         with self._lock:
             self.oversized += 1
+        # the namespace only: the rest of a key is the user's scope and a digest
         log.warning(
-            "llmcache value of %d bytes for %r exceeds memcached's item size limit even "
-            "compressed; not stored",
+            "llmcache value of %d bytes in namespace %r exceeds memcached's item size limit "
+            "even compressed; not stored",
             size,
-            key[:200],
+            namespace_of(key.split(", ", 1)[0]),
         )
 
     def delete(self, keys: Sequence[str]) -> None:
@@ -370,20 +421,16 @@ class MemcachedBackend(BaseCacheBackend):
     def _each_server(
         self, keys: Sequence[str], action: Callable[[Server, list[tuple[str, _Route]]], None]
     ) -> None:
-        """Run ``action`` per server; skip servers marked down; raise the first failure."""
+        """Run ``action`` per server that holds keys now; raise the first failure."""
         error: BaseException | None = None
         tried = False
         for server, group in self._by_server(keys).items():
-            if not self.pool.usable(server):
-                continue
             tried = True
             try:
                 action(server, group)
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc
-                continue
-            self.pool.succeeded(server)
         if error is not None:
             raise error
         if not tried and keys and self.pool.all_down():
@@ -530,12 +577,14 @@ class MemcachedBackend(BaseCacheBackend):
         error: BaseException | None = None
         for server in self.pool.servers:  # every server, even one being skipped
             try:
-                self._update_existing(server, rkeys, change)
+                if server.down_until and len(self.pool.servers) > 1:
+                    self._forget_past(server)  # back? its past goes, this clear with it
+                    self.pool.succeeded(server)
+                else:
+                    self._update_existing(server, rkeys, change)
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc
-                continue
-            self.pool.succeeded(server)
         if error is not None:
             raise error
         return None
@@ -561,7 +610,6 @@ class MemcachedBackend(BaseCacheBackend):
                 error = error or exc
                 report[server.name] = {}
                 continue
-            self.pool.succeeded(server)
             report[server.name] = {
                 _text(name): value if isinstance(value, int | float) else _text(value)
                 for name, value in raw.items()
@@ -574,8 +622,10 @@ class MemcachedBackend(BaseCacheBackend):
 
     def _lock_server(self, key: str) -> Server:
         server = self.pool.route(key)
-        if not self.pool.usable(server):
-            raise self.pool.unavailable()
+        if server.down_until and not self._available(server):
+            server = self.pool.fallback(key)  # type: ignore[assignment]
+            if server is None:
+                raise self.pool.unavailable()
         return server
 
     def try_lock(self, name: str, ttl: float) -> str | None:
@@ -589,7 +639,6 @@ class MemcachedBackend(BaseCacheBackend):
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
             raise
-        self.pool.succeeded(server)
         return token if taken else None
 
     def unlock(self, name: str, token: str) -> None:
@@ -603,7 +652,6 @@ class MemcachedBackend(BaseCacheBackend):
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
             raise
-        self.pool.succeeded(server)
 
     def close(self) -> None:
         self.pool.close()

@@ -6,10 +6,12 @@ to ``n`` moves about ``1/(n+1)`` of the keys, all onto the new server, and remov
 moves only that server's keys. A lookup is one BLAKE2b hash and one binary search, whatever
 the number of servers.
 
-A server that fails is marked down for ``dead_timeout`` seconds: its keys are misses (and
-its writes are skipped) without waiting on it, while the other servers keep serving; then
-one caller tries it again. Keys never move to another server while one is down, so a
-returning server never meets entries that were written elsewhere in the meantime.
+A server that fails is marked down for ``dead_timeout`` seconds: its keys move to the next
+live server of the ring (:meth:`ServerPool.fallback`) without waiting on it, while the
+other servers keep serving their own; then one caller tries it again. What a returning
+server held before it failed is never served again (the backend starts a new generation
+of its invalidation records before it serves: a clear it missed, or a newer answer
+written elsewhere meanwhile, cannot be undone by its old entries).
 """
 
 from __future__ import annotations
@@ -224,6 +226,19 @@ class ServerPool:
         at = bisect_left(self._points, _hash64(key))
         return self._owners[at if at < len(self._owners) else 0]
 
+    def fallback(self, key: str) -> Server | None:
+        """Return where ``key`` lives while its own server is down: the next server of the
+        ring that is not being skipped, or ``None`` when every other one is."""
+        now = time.monotonic()
+        at = bisect_left(self._points, _hash64(key))
+        owners = self._owners
+        home = owners[at % len(owners)]
+        for step in range(len(owners)):
+            server = owners[(at + step) % len(owners)]
+            if server is not home and not (server.down_until and now < server.down_until):
+                return server
+        return None
+
     # -- health --------------------------------------------------------------------------
 
     def usable(self, server: Server) -> bool:
@@ -239,7 +254,7 @@ class ServerPool:
             return True
 
     def succeeded(self, server: Server) -> None:
-        """Record that ``server`` answered."""
+        """Record that ``server`` is back (the backend has made its past unreadable)."""
         if server.down_until:
             with self._lock:
                 server.down_until = 0.0

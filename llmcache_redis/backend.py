@@ -31,6 +31,7 @@ from .layout import (
     is_internal,
     lock_key,
 )
+from .scrub import aexecute, execute
 from .urls import RedisURL, parse_redis_url
 from .wire import pack_get, pack_mget, write_now
 
@@ -145,7 +146,7 @@ class RedisBackend(_Layout, BaseCacheBackend):
         client = self.client
         pipe = self._pipeline(client)
         queue_set(pipe, items, ttl, created, time.time(), self._router(client))
-        pipe.execute()
+        execute(pipe)
 
     def delete(self, keys: Sequence[str]) -> None:
         if keys:
@@ -158,7 +159,7 @@ class RedisBackend(_Layout, BaseCacheBackend):
         counted = queue_unlink(pipe, keys, router)
         if unindex:
             queue_unindex(pipe, keys, router)
-        return sum(pipe.execute()[:counted])
+        return sum(execute(pipe)[:counted])
 
     def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
         return self._run(clear_plan(pattern, older_than, self.url.batch_size))
@@ -223,7 +224,7 @@ class RedisBackend(_Layout, BaseCacheBackend):
         groups = group_by_bucket(keys)
         for bucket, members in groups.items():
             pipe.zmscore(index_of(bucket).created, members)
-        replies = pipe.execute()
+        replies = execute(pipe)
         now = time.time()
         created: dict[bytes, float | None] = {}
         for members, scores in zip(groups.values(), replies[2 * len(keys) :], strict=True):
@@ -317,7 +318,7 @@ class AsyncRedisBackend(_Layout, BaseAsyncCacheBackend):
         client = self.client
         pipe = self._pipeline(client)
         queue_set(pipe, items, ttl, created, time.time(), self._router(client))
-        await pipe.execute()
+        await aexecute(pipe)
 
     async def delete(self, keys: Sequence[str]) -> None:
         if keys:
@@ -330,7 +331,7 @@ class AsyncRedisBackend(_Layout, BaseAsyncCacheBackend):
         counted = queue_unlink(pipe, keys, router)
         if unindex:
             queue_unindex(pipe, keys, router)
-        return sum((await pipe.execute())[:counted])
+        return sum((await aexecute(pipe))[:counted])
 
     async def clear(self, pattern: str | None = None, older_than: float | None = None) -> int:
         plan = clear_plan(pattern, older_than, self.url.batch_size)

@@ -70,6 +70,22 @@ def _pool_options(url: RedisURL, timeout: float, *, aio: bool) -> dict[str, Any]
     return options
 
 
+def _sentinel_client_options(url: RedisURL, timeout: float, *, aio: bool = False) -> dict[str, Any]:
+    """Options of the client of a Sentinel service's primary (found again on each connect)."""
+    if aio:
+        from redis.asyncio.retry import Retry
+    else:
+        from redis.retry import Retry  # type: ignore[assignment]
+    from redis.backoff import NoBackoff
+
+    return {
+        **_socket_options(url, timeout),
+        "db": url.db,
+        "max_connections": url.pool_size,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
 class IdleStack:
     """The idle connections of a sync pool: ``queue.LifoQueue``'s part that redis-py uses.
 
@@ -128,6 +144,12 @@ def sync_client(url: RedisURL, timeout: float) -> Any:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    if url.service is not None:
+        from .sentinel import sync_sentinel
+
+        return sync_sentinel(url, timeout).master_for(
+            url.service, **_sentinel_client_options(url, timeout)
+        )
     if not url.cluster:
         pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
             queue_class=IdleStack, **_pool_options(url, timeout, aio=False)
@@ -156,6 +178,12 @@ def async_client(url: RedisURL, timeout: float) -> Any:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
+    if url.service is not None:
+        from .sentinel import async_sentinel
+
+        return async_sentinel(url, timeout).master_for(
+            url.service, **_sentinel_client_options(url, timeout, aio=True)
+        )
     if not url.cluster:
         pool = _fast_blocking_pool_class()(**_pool_options(url, timeout, aio=True))
         return redis.asyncio.Redis(connection_pool=pool)

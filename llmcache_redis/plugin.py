@@ -1,5 +1,5 @@
-"""Register the Redis tiers: ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``
-and ``rediss+cluster://``.
+"""Register the Redis tiers: ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
+``rediss+cluster://`` and ``redis+sentinel://``.
 
 Loaded through the ``llmcache`` entry-point group. Nothing here imports redis-py: a URL
 used without it gives :class:`~llmcache.MissingExtraError` naming ``llmcache[redis]``.
@@ -15,6 +15,7 @@ from llmcache.backends.base import AsyncCacheBackend, CacheBackend, reject_unkno
 from .backend import AsyncRedisBackend, RedisBackend
 from .cluster import AsyncRedisClusterBackend, RedisClusterBackend
 from .connections import require_redis
+from .sentinel import AsyncRedisSentinelBackend, RedisSentinelBackend
 from .urls import SCHEMES, parse_redis_url
 
 __all__ = ["async_from_url", "from_url", "llmcache_register_backends"]
@@ -28,7 +29,7 @@ def _parse(url: str, options: dict[str, Any]) -> Any:
 
 
 def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> CacheBackend:
-    """Build a sync Redis or Redis Cluster backend; nothing connects yet.
+    """Build a sync Redis, Redis Cluster or Redis Sentinel backend; nothing connects yet.
 
     :param url: the tier URL, without the core's ``max_ttl`` and ``timeout``.
     :param timeout: the per-call timeout in seconds.
@@ -36,13 +37,17 @@ def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> CacheBackend:
     :raises MissingExtraError: redis-py is not installed.
     """
     parsed = _parse(url, options)
+    if parsed.service is not None:
+        return RedisSentinelBackend(parsed, timeout=timeout)
     cls = RedisClusterBackend if parsed.cluster else RedisBackend
     return cls(parsed, timeout=timeout)
 
 
 def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> AsyncCacheBackend:
-    """Build an asyncio Redis or Redis Cluster backend (``redis.asyncio``)."""
+    """Build an asyncio Redis, Redis Cluster or Redis Sentinel backend (``redis.asyncio``)."""
     parsed = _parse(url, options)
+    if parsed.service is not None:
+        return AsyncRedisSentinelBackend(parsed, timeout=timeout)
     cls = AsyncRedisClusterBackend if parsed.cluster else AsyncRedisBackend
     return cls(parsed, timeout=timeout)
 

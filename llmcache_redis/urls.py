@@ -7,11 +7,16 @@ Accepted forms (the core has already removed ``max_ttl`` and ``timeout``)::
     unix://[[user]:password@]/path/to/redis.sock[?db=N]
     redis+cluster://[[user]:password@]host:port[,host:port...]
     rediss+cluster://...                           (TLS)
+    redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]
 
 Query options: ``pool_size`` (connections per server), ``batch_size`` (keys per SCAN and
 UNLINK batch in ``clear``), ``client_name``, and for TLS ``ssl_cert_reqs``, ``ssl_ca_certs``,
 ``ssl_certfile``, ``ssl_keyfile``. Anything else is a :class:`~llmcache.ConfigError`, as is
 a malformed URL; the URL in the message never shows its password.
+
+A Sentinel URL names the sentinels (port 26379 by default), the service they watch and
+the database, as redis-py's ``Sentinel`` and other clients take them; its user and
+password are the data servers' (the sentinels are asked without one).
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ __all__ = [
 DEFAULT_POOL_SIZE = 50
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
 
-SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel")
 _COMMON_OPTIONS = ("pool_size", "batch_size", "client_name")
 _TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _CERT_REQS = ("none", "optional", "required")
@@ -47,15 +53,17 @@ class RedisURL:
     """A validated Redis tier URL.
 
     :param redacted: the URL with its password hidden, for reprs and messages.
-    :param scheme: ``redis``, ``rediss``, ``unix``, ``redis+cluster`` or ``rediss+cluster``.
+    :param scheme: ``redis``, ``rediss``, ``unix``, ``redis+cluster``, ``rediss+cluster``
+        or ``redis+sentinel``.
     :param cluster: a Redis Cluster (``redis+cluster://``) rather than one server.
-    :param nodes: ``(host, port)`` of the server, or the cluster's startup nodes;
-        empty for a Unix socket.
+    :param nodes: ``(host, port)`` of the server, the cluster's startup nodes, or the
+        sentinels; empty for a Unix socket.
     :param socket_path: the Unix socket's path, for ``unix://``.
     :param db: the database number (always 0 on a cluster).
     :param pool_size: the most connections kept to each server.
     :param batch_size: keys per SCAN/UNLINK batch when clearing.
     :param connection: keyword arguments for redis-py's connections (credentials, TLS).
+    :param service: the service name the sentinels watch (``redis+sentinel://`` only).
     """
 
     redacted: str
@@ -67,11 +75,14 @@ class RedisURL:
     pool_size: int
     batch_size: int
     connection: dict[str, Any] = field(repr=False)
+    service: str | None = None
 
     @property
     def kind(self) -> str:
-        """``"redis-cluster"`` or ``"redis"``."""
-        return "redis-cluster" if self.cluster else "redis"
+        """``"redis-cluster"``, ``"redis-sentinel"`` or ``"redis"``."""
+        if self.cluster:
+            return "redis-cluster"
+        return "redis-sentinel" if self.service is not None else "redis"
 
 
 def _malformed(url: str, why: str) -> ConfigError:
@@ -88,7 +99,9 @@ def _positive_int(name: str, value: str, url: str) -> int:
     return number
 
 
-def _parse_host(text: str, url: str, *, need_port: bool) -> tuple[str, int]:
+def _parse_host(
+    text: str, url: str, *, need_port: bool, default_port: int = DEFAULT_PORT
+) -> tuple[str, int]:
     """Split ``host[:port]`` or ``[v6]:port``."""
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
@@ -104,7 +117,7 @@ def _parse_host(text: str, url: str, *, need_port: bool) -> tuple[str, int]:
     if not port_text:
         if need_port:
             raise _malformed(url, f"cluster node {text!r} needs a port")
-        return host, DEFAULT_PORT
+        return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise _malformed(url, f"port {port_text!r} is not a number from 1 to 65535")
     return host, int(port_text)
@@ -145,6 +158,7 @@ def parse_redis_url(url: str) -> RedisURL:
     if not sep or scheme not in SCHEMES:
         raise _malformed(url, f"the scheme must be one of {', '.join(SCHEMES)}")
     cluster = scheme.endswith("+cluster")
+    sentinel = scheme == "redis+sentinel"
     tls = scheme.startswith("rediss")
     # urlsplit would choke on a comma-separated host list: split the authority ourselves
     userinfo, remainder = _split_authority(rest)
@@ -169,8 +183,18 @@ def parse_redis_url(url: str) -> RedisURL:
     reject_unknown_options(repr(redact_redis_url(url)), query, known)
 
     socket_path = None
+    service = None
+    nodes: tuple[tuple[str, int], ...]
     db = 0
-    if scheme == "unix":
+    if sentinel:
+        if not hosts:
+            raise _malformed(url, "missing sentinel host")
+        nodes = tuple(
+            _parse_host(e, url, need_port=False, default_port=DEFAULT_SENTINEL_PORT)
+            for e in hosts.split(",")
+        )
+        service, db = _service_and_db(unquote(parts.path), url)
+    elif scheme == "unix":
         if hosts:
             raise _malformed(url, "a unix:// URL takes a path, not a host (unix:///run/redis.sock)")
         socket_path = unquote(parts.path)
@@ -178,7 +202,7 @@ def parse_redis_url(url: str) -> RedisURL:
             raise _malformed(url, "missing socket path (unix:///run/redis.sock)")
         if "db" in query:
             db = _database(query.pop("db"), url)
-        nodes: tuple[tuple[str, int], ...] = ()
+        nodes = ()
     else:
         if not hosts:
             raise _malformed(url, "missing host")
@@ -226,7 +250,20 @@ def parse_redis_url(url: str) -> RedisURL:
         if "batch_size" in query
         else DEFAULT_BATCH_SIZE,
         connection=connection,
+        service=service,
     )
+
+
+def _service_and_db(path: str, url: str) -> tuple[str, int]:
+    """Split a Sentinel URL's ``/service[/db]``."""
+    service, _, db_text = path.strip("/").partition("/")
+    if not service:
+        raise _malformed(
+            url, "missing service name (redis+sentinel://host:26379,host:26380/mymaster/0)"
+        )
+    if "/" in db_text:
+        raise _malformed(url, f"the path must be /service[/db], not {path!r}")
+    return service, (_database(db_text, url) if db_text else 0)
 
 
 def _database(text: str, url: str) -> int:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,14 +131,18 @@ def start_redis_server(workdir: Path) -> RedisServer:
     return server
 
 
-def start_redis_cluster(workdir: Path) -> RedisCluster:
-    """Start three cluster-enabled servers and join them into a cluster."""
+def start_redis_cluster(workdir: Path, ports: Sequence[int] = ()) -> RedisCluster:
+    """Start three cluster-enabled servers and join them into a cluster.
+
+    :param ports: the nodes' ports (free ones when not given).
+    """
     nodes = []
     try:
         for i in range(3):
             node_dir = workdir / f"node{i}"
             node = RedisServer(
                 node_dir,
+                **({"port": ports[i]} if ports else {}),
                 extra=(
                     "--cluster-enabled",
                     "yes",

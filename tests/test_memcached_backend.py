@@ -335,7 +335,7 @@ def test_get_many_is_one_multi_get_per_server(
     assert sum(calls) == 40 + 2 * 1  # each batch adds the record of the keys' namespace
 
 
-def test_killing_one_pool_server_costs_only_its_share(
+def test_killing_one_pool_server_moves_only_its_keys(
     memcached_servers: Callable[[int], list[MemcachedServer]],
 ) -> None:
     servers = memcached_servers(2)
@@ -349,7 +349,7 @@ def test_killing_one_pool_server_costs_only_its_share(
     assert on_victim
 
     victim.stop()
-    raised = 0
+    raised = moved_hits = 0
     deadline = time.monotonic() + 2.5
     rounds = 0
     while time.monotonic() < deadline and rounds < 500:
@@ -359,15 +359,50 @@ def test_killing_one_pool_server_costs_only_its_share(
                 value = backend.get(k)
                 backend.set(k, b"v", 300)
             except (OSError, MemcacheError):
-                raised += 1  # the dead server's first failure per dead_timeout
+                raised += 1  # the dead server's failure, once per dead_timeout at most
                 continue
             if k in on_survivor:
-                assert value == b"v"  # the other server keeps serving hits
+                assert value == b"v"  # the other server keeps serving its own hits
             else:
-                assert value is None
-        assert backend.get_many(keys) == [b"v" if k in on_survivor else None for k in keys]
+                assert value in (None, b"v")  # moved: a miss, then the survivor holds it
+                moved_hits += value == b"v"
     assert rounds > 20
+    assert moved_hits > 0
+    assert backend.get_many(keys) == [b"v"] * len(keys)
     assert 1 <= raised <= 2 * (2.5 / 0.5) + 2  # bounded by the retry cadence, not the load
+
+
+def test_a_returning_pool_server_serves_nothing_it_held_before_it_failed(
+    memcached_servers: Callable[[int], list[MemcachedServer]],
+) -> None:
+    from tests.faultproxy import running_proxy
+
+    home, other = memcached_servers(2)
+    with running_proxy(home.port) as proxy:
+        url = f"memcached://{proxy.address},{other.address}?dead_timeout=0.3&timeout=0.5"
+        backend = connect(url)
+        keys = [key("ns") for _ in range(40)]
+        backend.set_many(dict.fromkeys(keys, b"old"), 300)
+        away = [k for k in keys if backend.pool.route(entry_key(k)).name == proxy.address]
+        assert away
+
+        proxy.set_mode("reset")  # the server lives on, with its entries, out of reach
+        with pytest.raises((OSError, MemcacheError)):
+            backend.get(away[0])
+        assert backend.get(away[1]) is None  # moved to the other server: a miss, no wait
+        with pytest.raises((OSError, MemcacheError)):
+            backend.clear("llmcache:ns:*")  # reaches only the other server
+        backend.set(away[1], b"new", 300)  # written where the key lives meanwhile
+        assert backend.get(away[1]) == b"new"
+
+        proxy.set_mode("pass")
+        time.sleep(0.35)  # dead_timeout: the next call tries the server again
+        assert backend.get_many(away) == [None] * len(away)  # cleared, though it kept them
+        bystander = connect(url)  # a process that never saw the server away
+        assert bystander.get_many(away) == [None] * len(away)
+        backend.set(away[2], b"again", 300)  # and it serves what is written from now on
+        assert backend.pool.route(entry_key(away[2])).name == proxy.address
+        assert bystander.get(away[2]) == b"again"
 
 
 def test_a_pool_with_every_server_down_raises_fast(

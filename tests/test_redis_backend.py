@@ -221,6 +221,10 @@ def store(
         ("redis://:hunter2@localhost?pool=3", "unknown option 'pool'.*known: pool_size"),
         ("redis://:hunter2@localhost?ssl_ca_certs=/ca.pem", "unknown option 'ssl_ca_certs'"),
         ("memcached://:hunter2@localhost", "scheme must be one of"),
+        ("redis+sentinel://:hunter2@a:26379,b", "missing service name"),
+        ("redis+sentinel://:hunter2@a/mymaster/x", "database 'x'"),
+        ("redis+sentinel://:hunter2@a/mymaster/0/1", "/service\\[/db\\]"),
+        ("redis+sentinel://:hunter2@/mymaster", "missing sentinel host"),
     ],
     ids=[
         "bad-port",
@@ -238,6 +242,10 @@ def store(
         "unknown-option",
         "tls-option-without-tls",
         "wrong-scheme",
+        "sentinel-no-service",
+        "sentinel-bad-db",
+        "sentinel-long-path",
+        "sentinel-no-host",
     ],
 )
 def test_malformed_url_is_a_config_error_naming_it_without_its_password(
@@ -279,7 +287,14 @@ def test_every_redis_scheme_is_registered_through_the_entry_point() -> None:
             {scheme: (factory, async_factory)}
         )
     )
-    assert sorted(registered) == ["redis", "redis+cluster", "rediss", "rediss+cluster", "unix"]
+    assert sorted(registered) == [
+        "redis",
+        "redis+cluster",
+        "redis+sentinel",
+        "rediss",
+        "rediss+cluster",
+        "unix",
+    ]
     assert all(f is from_url and af is async_from_url for f, af in registered.values())
 
 
