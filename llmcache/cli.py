@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import __version__
+from .cli_serve import serve
 from .errors import ConfigError
 from .urls import redact
 
@@ -24,6 +25,9 @@ __all__ = ["main"]
 @click.version_option(__version__, prog_name="llmcache")
 def main() -> None:
     """llmcache: a caching layer for LLM API clients."""
+
+
+main.add_command(serve)
 
 
 @main.command()

@@ -1,0 +1,130 @@
+"""What the proxy has done lately, for the dashboard and ``/api/stats``.
+
+:class:`Activity` is an ordinary llmcache plugin: its ``llmcache_on_hit`` hook adds what each
+hit saved to the totals per model and per tier, and to a time series of five-second
+buckets. The proxy adds one :class:`Served` record per API call (the latest few hundred are
+kept) with its outcome, tier, age and latency. Nothing here holds a header, a prompt or
+an answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..events import CacheEvent
+from ..hookspecs import hookimpl
+
+__all__ = ["Activity", "Served"]
+
+BUCKET_SECONDS = 5
+BUCKETS = 180  # fifteen minutes
+
+
+@dataclass(slots=True)
+class Served:
+    """One API call the proxy answered.
+
+    :param at: when it arrived (seconds since the epoch).
+    :param path: the proxy path (``/v1/chat/completions``).
+    :param model: the request's ``model``, or ``""``.
+    :param status: the HTTP status answered.
+    :param outcome: ``hit``, ``miss``, ``bypass``, ``stale``, or ``error`` (answered by the
+        proxy itself: a bad request, an upstream out of reach).
+    :param tier: the tier label of a hit, or ``""``.
+    :param age: a hit's age in seconds, or ``None``.
+    :param latency_ms: milliseconds until the answer's headers were ready.
+    :param stream: the answer was a stream of events.
+    """
+
+    at: float
+    path: str
+    model: str
+    status: int
+    outcome: str
+    tier: str
+    age: int | None
+    latency_ms: float
+    stream: bool
+
+
+def _bucket() -> dict[str, Any]:
+    return {"requests": 0, "hits": 0, "tokens_saved": 0, "cost_saved_usd": 0.0}
+
+
+def _group() -> dict[str, Any]:
+    return {"requests": 0, "hits": 0, "tokens_saved": 0, "cost_saved_usd": 0.0}
+
+
+class Activity:
+    """Totals, per-model and per-tier savings, a time series and the latest calls.
+
+    :param recent: how many of the latest calls to keep.
+    """
+
+    def __init__(self, recent: int = 200) -> None:
+        self.started = time.time()
+        self.recent: deque[Served] = deque(maxlen=recent)
+        self.outcomes: dict[str, int] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.tiers: dict[str, dict[str, Any]] = {}
+        self._series: deque[tuple[int, dict[str, Any]]] = deque(maxlen=BUCKETS)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+    def _now_bucket(self, at: float) -> dict[str, Any]:
+        slot = int(at) // BUCKET_SECONDS * BUCKET_SECONDS
+        series = self._series
+        if not series or series[-1][0] != slot:
+            series.append((slot, _bucket()))
+        return series[-1][1]
+
+    def served(self, record: Served) -> None:
+        """Count one API call the proxy answered."""
+        self.recent.append(record)
+        self.outcomes[record.outcome] = self.outcomes.get(record.outcome, 0) + 1
+        bucket = self._now_bucket(record.at)
+        bucket["requests"] += 1
+        model = self.models.get(record.model)
+        if model is None:
+            model = self.models[record.model] = _group()
+        model["requests"] += 1
+        if record.outcome in ("hit", "stale"):
+            bucket["hits"] += 1
+            model["hits"] += 1
+
+    @hookimpl
+    def llmcache_on_hit(self, event: CacheEvent) -> None:
+        """Add what a hit saved, per model, per tier and over time."""
+        model = str(event.request.params.get("model") or "")
+        tier = event.tier or "in flight"
+        group = self.tiers.get(tier)
+        if group is None:
+            group = self.tiers[tier] = _group()
+        group["hits"] += 1
+        for where in (
+            group,
+            self.models.setdefault(model, _group()),
+            self._now_bucket(time.time()),
+        ):
+            where["tokens_saved"] += event.tokens_saved
+            where["cost_saved_usd"] += event.cost_saved_usd
+
+    def snapshot(self, limit: int = 50) -> dict[str, Any]:
+        """Return the activity as JSON-ready data (the ``limit`` latest calls, newest first)."""
+        latest = [asdict(r) for r in list(self.recent)[-limit:]]
+        latest.reverse()
+        return {
+            "started": self.started,
+            "outcomes": dict(self.outcomes),
+            "models": {k: dict(v) for k, v in self.models.items()},
+            "tiers": {k: dict(v) for k, v in self.tiers.items()},
+            "series": {
+                "bucket_seconds": BUCKET_SECONDS,
+                "points": [{"at": at, **values} for at, values in self._series],
+            },
+            "recent": latest,
+        }
