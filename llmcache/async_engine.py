@@ -79,6 +79,10 @@ class AsyncEngine(Engine):
             if self.revalidating(plan, found):
                 self._refresh(plan, adapter, params, upstream, raw)
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
+        if self.semantic is not None:  # only after an exact miss
+            near = await self.semantic.alookup(self, plan, adapter, stream)
+            if near is not None:
+                return self.semantic_hit(plan, adapter, near, stream, started)
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
         if stream:

@@ -13,6 +13,7 @@ import click
 from . import __version__
 from .cli_serve import serve
 from .errors import ConfigError
+from .semantic.cli import calibrate_command
 from .urls import redact
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(calibrate_command)
 
 
 @main.command()

@@ -61,6 +61,10 @@ class CachedClient:
         million tokens, on top of the built-in price table.
     :param lock_ttl: seconds a cross-process fetch lock lives (shared tiers that support locks).
     :param compress_threshold: compress entries larger than this many bytes.
+    :param semantic: opt-in semantic matching after an exact miss:
+        ``{"calibration": "calibration.json"}`` (written by ``llmcache calibrate``) or
+        ``{"threshold": 0.93}``, with ``"embedder"`` and more (see the README's "Semantic
+        matching").
     """
 
     _async = False
@@ -91,6 +95,7 @@ class CachedClient:
         pricing: Mapping[str, Any] | None = None,
         lock_ttl: float = 10.0,
         compress_threshold: int = COMPRESS_THRESHOLD,
+        semantic: Mapping[str, Any] | None = None,
     ) -> None:
         core = CacheCore(
             is_async=self._async,
@@ -108,6 +113,7 @@ class CachedClient:
             pricing=pricing,
             lock_ttl=lock_ttl,
             compress_threshold=compress_threshold,
+            semantic=semantic,
         )
         self._attach(client, core)
 
@@ -133,6 +139,8 @@ class CachedClient:
             core.prices,
             lock_ttl=core.lock_ttl,
         )
+        if core.semantic is not None:
+            core.semantic.attach(self._engine, self)
         self._twin = self._http_twin(client, core)
         by_path: dict[tuple[str, ...], list[Method]] = {}
         for method in self._sdk.methods:

@@ -64,6 +64,7 @@ class CacheCore:
         pricing: Mapping[str, Any] | None = None,
         lock_ttl: float = 10.0,
         compress_threshold: int = COMPRESS_THRESHOLD,
+        semantic: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise ConfigError(
@@ -92,9 +93,10 @@ class CacheCore:
             recovery_time=recovery_time,
         )
         self.observers = Observers(self.registry)
+        codec = Codec(signing_key, compress_threshold)
         self.store: Any = (AsyncTiers if is_async else Tiers)(
             self.tier_list,
-            Codec(signing_key, compress_threshold),
+            codec,
             self.stats,
             self.observers,
             fail_open=fail_open,
@@ -102,6 +104,11 @@ class CacheCore:
         registry = self.registry
         self.key_strategy = _resolve("key_strategy", key_strategy, registry.key_strategy, "key")
         self.ttl_policy = _resolve("ttl_policy", ttl_policy, registry.ttl_policy, "ttl")
+        self.semantic: Any = None  # a SemanticMatcher, with semantic=
+        if semantic is not None:
+            from .semantic.matcher import build_matcher  # numpy only for those who ask
+
+            self.semantic = build_matcher(semantic, registry, namespace, codec, self.stats)
         self.closed = False
 
     def planner(

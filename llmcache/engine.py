@@ -59,6 +59,8 @@ def mark(
     attrs["cache_tokens_saved"] = tokens
     attrs["cache_tier"] = tier
     attrs["cache_key"] = key
+    attrs["cache_match"] = "exact" if hit else None
+    attrs["cache_similarity"] = None
     return obj
 
 
@@ -73,6 +75,8 @@ class Outcome:
 
 class Engine:
     """What sync and async pipelines share."""
+
+    semantic: Any = None  # a SemanticMatcher, plugged in by the door with semantic=
 
     def __init__(
         self,
@@ -224,6 +228,23 @@ class Engine:
         attrs["cache_tokens_saved"] = entry.prompt_tokens + entry.completion_tokens
         attrs["cache_tier"] = label
         attrs["cache_key"] = plan.key
+        attrs["cache_match"] = "exact"
+        attrs["cache_similarity"] = None
+        return served
+
+    def semantic_hit(
+        self, plan: Plan, adapter: EndpointAdapter, near: Any, stream: bool, started: float
+    ) -> Any:
+        """Count and return a hit on a semantic match (a :class:`~llmcache.semantic.Near`)."""
+        found = near.found
+        served = self.hit(
+            plan, adapter, found.entry, found.tier, stream, started, value=found.value
+        )
+        self.stats.semantic_hit()
+        attrs = vars(served)
+        attrs["cache_match"] = "semantic"
+        attrs["cache_similarity"] = near.similarity
+        attrs["cache_key"] = near.key
         return served
 
     def count_hit(
@@ -424,6 +445,8 @@ class Engine:
         )
         for label in written:
             self.emit("llmcache_on_store", plan, label, started)
+        if self.semantic is not None:  # its vector beside it, when the lookup embedded one
+            yield from self.semantic.store_steps(plan, entry, self.tiers.store_steps)
 
     def stream_store_steps(
         self, plan: Plan, adapter: EndpointAdapter, chunks: list[dict[str, Any]]
@@ -523,6 +546,10 @@ class SyncEngine(Engine):
             if self.revalidating(plan, found):
                 self._refresh(plan, adapter, params, upstream, raw)
                 return self.served(plan, adapter, found, stream, started)  # type: ignore[arg-type]
+        if self.semantic is not None:  # only after an exact miss
+            near = self.semantic.lookup(self, plan, adapter, stream)
+            if near is not None:
+                return self.semantic_hit(plan, adapter, near, stream, started)
         if plan.directives.only_if_cached:
             raise self.only_if_cached(plan)
         if stream:

@@ -17,6 +17,7 @@ from .events import CacheEvent
 __all__ = [
     "PROJECT",
     "RegisterBackend",
+    "RegisterEmbedder",
     "RegisterKeyStrategy",
     "RegisterProvider",
     "RegisterTTLPolicy",
@@ -41,6 +42,7 @@ class RegisterBackend(Protocol):
     ) -> None: ...
 
 
+RegisterEmbedder = Callable[[str, Callable[..., Any]], None]
 RegisterKeyStrategy = Callable[[str, Any], None]
 RegisterProvider = Callable[[Any], None]
 RegisterTTLPolicy = Callable[[str, Any], None]
@@ -94,6 +96,21 @@ def llmcache_register_providers(register: RegisterProvider) -> None:
     an earlier one for the same client.
 
     :param register: the callback that records a provider.
+    """
+
+
+@hookspec
+def llmcache_register_embedders(register: RegisterEmbedder) -> None:
+    """Register sentence embedders for semantic matching, as ``register("name", factory)``.
+
+    Called once, when a cache with ``semantic=`` first resolves its embedder's name. The
+    factory is called on first use with the keywords it declares among the option's
+    ``embedder_options`` and ``client`` (the ``CachedClient``, or ``None``), and returns an
+    object with ``name`` (a string that changes whenever its vectors would), ``dim`` and
+    ``embed(texts) -> array (len(texts), dim)``; optionally ``async aembed(texts)``. It must
+    not download anything.
+
+    :param register: the callback that records an embedder factory.
     """
 
 

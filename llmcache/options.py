@@ -26,6 +26,7 @@ KNOWN_OPTIONS = (
     "cache_prompt",
     "cache_strategy",
     "cache_tier",
+    "cache_semantic",
 )
 _VALUED = {"max-age", "s-maxage", "stale-if-error", "stale-while-revalidate"}
 _FLAGS = {"no-cache", "no-store", "only-if-cached"}
@@ -148,4 +149,7 @@ def parse_options(found: Mapping[str, Any]) -> tuple[CacheOptions, Directives]:
     tier = found.get("cache_tier")
     if tier is not None and (isinstance(tier, bool) or not isinstance(tier, int) or tier < 1):
         raise ValueError(f"cache_tier must be a whole number >= 1, not {tier!r}")
-    return CacheOptions(control, ttl, key, prompt, strategy, tier), directives
+    semantic = found.get("cache_semantic", True)
+    if not isinstance(semantic, bool):
+        raise ValueError(f"cache_semantic must be True or False, not {semantic!r}")
+    return CacheOptions(control, ttl, key, prompt, strategy, tier, semantic), directives

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "llmcache.keys",
     "llmcache.ttl",
     "llmcache.providers.builtin",
+    "llmcache.semantic.embedders",
 )
 ENTRY_POINT_GROUP = "llmcache"
 DISABLE_AUTOLOAD_ENV = "LLMCACHE_DISABLE_PLUGIN_AUTOLOAD"
@@ -62,6 +63,7 @@ class _Catalog:
         self.key_strategies: dict[str, Any] = {}
         self.ttl_policies: dict[str, Any] = {}
         self.providers: dict[str, Any] = {}
+        self.embedders: dict[str, Callable[..., Any]] = {}
 
         def register_backend(
             scheme: str,
@@ -80,6 +82,8 @@ class _Catalog:
             impl.function(self.ttl_policies.__setitem__)
         for impl in pm.hook.llmcache_register_providers.get_hookimpls():
             impl.function(lambda provider: self.providers.__setitem__(provider.name, provider))
+        for impl in pm.hook.llmcache_register_embedders.get_hookimpls():
+            impl.function(self.embedders.__setitem__)
 
 
 def _autoload_names() -> tuple[bool, set[str]]:
@@ -211,6 +215,10 @@ class PluginRegistry:
     def ttl_policy(self, name: str) -> Any:
         """Return the TTL policy registered as ``name``."""
         return _lookup("TTL policy", name, self._cat.ttl_policies)
+
+    def embedder(self, name: str) -> Callable[..., Any]:
+        """Return the factory of the embedder registered as ``name``."""
+        return _lookup("embedder", name, self._cat.embedders)  # type: ignore[no-any-return]
 
     def providers(self) -> list[Any]:
         """Return the registered providers, in registration order."""

@@ -46,6 +46,7 @@ class CacheOptions:
     :param prompt: ``cache_prompt``: mark the stable prompt prefix for the provider's cache.
     :param strategy: ``cache_strategy``: which tiers to use.
     :param tier: ``cache_tier``: write into the first N tiers only.
+    :param semantic: ``cache_semantic``: ``False`` turns semantic matching off for the call.
     """
 
     control: str | None = None
@@ -54,6 +55,7 @@ class CacheOptions:
     prompt: bool = False
     strategy: Strategy = "tiered"
     tier: int | None = None
+    semantic: bool = True
 
 
 def _frozen(params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -35,6 +35,8 @@ class CacheStats:
     provider_cached_tokens: int = 0
     provider_cost_saved_usd: float = 0.0
     tier_hits: MappingProxyType[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    semantic_hits: int = 0  # of the hits, those served by a semantic match
+    semantic_errors: int = 0  # semantic steps skipped because something was wrong
 
     @property
     def hit_rate(self) -> float:
@@ -56,6 +58,8 @@ class CacheStats:
             "provider_cached_tokens": self.provider_cached_tokens,
             "provider_cost_saved_usd": self.provider_cost_saved_usd,
             "tier_hits": dict(self.tier_hits),
+            "semantic_hits": self.semantic_hits,
+            "semantic_errors": self.semantic_errors,
         }
 
 
@@ -112,6 +116,7 @@ class StatsRecorder:
             self._log.clear()
             self._hits = self._misses = self._bypasses = self._coalesced = self._errors = 0
             self._provider_tokens = 0
+            self._semantic_hits = self._semantic_errors = 0
             self._provider_cost = 0.0
             # model -> [prompt, completion, provider-cached, provider-written] tokens
             self._saved: dict[str | None, list[int]] = {}
@@ -175,6 +180,16 @@ class StatsRecorder:
         with self._lock:
             self._errors += 1
 
+    def semantic_hit(self) -> None:
+        """Count, on top of its hit, a call served by a semantic match."""
+        with self._lock:
+            self._semantic_hits += 1
+
+    def semantic_error(self) -> None:
+        """Count a semantic step skipped because something was wrong."""
+        with self._lock:
+            self._semantic_errors += 1
+
     def provider_cached(self, tokens: int, cost: float) -> None:
         """Count prompt tokens the provider served from its own prompt cache."""
         with self._lock:
@@ -189,6 +204,7 @@ class StatsRecorder:
             counts = (self._hits, self._misses, self._bypasses, self._coalesced, self._errors)
             provider = (self._provider_tokens, self._provider_cost)
             tier_hits = MappingProxyType(dict(self._tier_hits))
+            semantic = (self._semantic_hits, self._semantic_errors)
         hits, misses, bypasses, coalesced, errors = counts
         return CacheStats(
             requests=hits + misses + bypasses,
@@ -202,4 +218,6 @@ class StatsRecorder:
             provider_cached_tokens=provider[0],
             provider_cost_saved_usd=_money(provider[1]),
             tier_hits=tier_hits,
+            semantic_hits=semantic[0],
+            semantic_errors=semantic[1],
         )

