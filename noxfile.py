@@ -69,7 +69,7 @@ def pydantic_ai(session: nox.Session) -> None:
 def langchain(session: nox.Session) -> None:
     """langchain-openai and langchain-anthropic chat models, and LangChain's LLM cache."""
     packages = ["langchain-core", "langchain-openai", "langchain-anthropic", "langchain-tests"]
-    run_framework(session, "langchain", *packages, extras="redis,sql,memcached,langchain")
+    run_framework(session, "langchain", *packages, extras="redis,sql,memcached,langchain,serve")
     if session.posargs[:1] != ["bench"]:
         cache_tests = "tests/frameworks/test_langchain_cache.py"
         session.run("python", "-m", "pytest", cache_tests, "-p", "no:cacheprovider")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, SecretStr
 
 from llmcache.simulator import Simulator, instance_of
 from tests.recipes import API_KEY, require, run_recipe
+from tests.serve_fixtures import start_serve
 
 require("langchain_openai", "langchain_anthropic")
 
@@ -140,6 +141,29 @@ def test_chat_anthropic_through_langchains_model_cache(sim: Simulator) -> None:
     assert sim.count("/v1/messages") == 2
     assert (cache.stats().hits, cache.stats().misses) == (2, 2)
     cache.close()
+
+
+def test_chat_anthropic_through_llmcache_serve_caches_invoke_and_stream(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    proxy = start_serve(sim, tmp_path, "--tier", "memory://")
+    try:
+        llm = ChatAnthropic(  # type: ignore[call-arg]
+            model="claude-sonnet-4-5",
+            api_key=SecretStr(API_KEY),
+            base_url=proxy.url,
+            max_retries=0,
+        )
+        first = llm.invoke("What is a cache?")
+        assert llm.invoke("What is a cache?").content == first.content
+        chunks = [chunk.content for chunk in llm.stream("What is a stream?")]
+        assert [chunk.content for chunk in llm.stream("What is a stream?")] == chunks
+        assert len([c for c in chunks if c]) > 1
+        [call] = llm.bind_tools([Weather]).invoke(QUESTION).tool_calls
+        assert llm.bind_tools([Weather]).invoke(QUESTION).tool_calls == [call]
+        assert sim.count("/v1/messages") == 3  # each of the three asked once
+    finally:
+        proxy.stop()
 
 
 def test_the_readme_recipe_runs_as_written(tmp_path: Path, sim: Simulator) -> None:
