@@ -1,6 +1,7 @@
 """LangChain chat models: ``ChatOpenAI`` through its ``http_client`` / ``http_async_client``
 options (invoke, stream, structured output, tools, the Responses API), and ``ChatAnthropic``
-through LangChain's model cache on llmcache tiers. The second call makes no upstream request."""
+(which takes no HTTP client) through LangChain's model cache on llmcache tiers and through
+``llmcache serve``. The second call makes no upstream request."""
 
 from __future__ import annotations
 
