@@ -1,0 +1,25 @@
+"""Test mode: record, replay or strictly replay the LLM API calls of a test suite.
+
+The pytest plugin (:mod:`llmcache.testmode.plugin`, enabled by ``llmcache[pytest]``)
+answers every OpenAI and Anthropic call a test makes from a recording file of its module;
+:func:`explain` tells why a request misses a store, outside tests too.
+"""
+
+from .diff import Difference, Nearest
+from .explain import Explanation, explain
+from .lines import FORMAT_VERSION, RecordingError
+from .session import Recording
+from .store import MODES, RecordingStore, open_recording
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MODES",
+    "Difference",
+    "Explanation",
+    "Nearest",
+    "Recording",
+    "RecordingError",
+    "RecordingStore",
+    "explain",
+    "open_recording",
+]
