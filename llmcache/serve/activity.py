@@ -113,6 +113,18 @@ class Activity:
             where["tokens_saved"] += event.tokens_saved
             where["cost_saved_usd"] += event.cost_saved_usd
 
+    def _points(self) -> list[dict[str, Any]]:
+        """Return the time series up to now, quiet buckets included as zeros."""
+        known = dict(self._series)
+        if not known:
+            return []
+        now = int(time.time()) // BUCKET_SECONDS * BUCKET_SECONDS
+        first = max(min(known), now - (BUCKETS - 1) * BUCKET_SECONDS)
+        return [
+            {"at": at, **known.get(at, _bucket())}
+            for at in range(first, now + BUCKET_SECONDS, BUCKET_SECONDS)
+        ]
+
     def snapshot(self, limit: int = 50) -> dict[str, Any]:
         """Return the activity as JSON-ready data (the ``limit`` latest calls, newest first)."""
         latest = [asdict(r) for r in list(self.recent)[-limit:]]
@@ -122,9 +134,6 @@ class Activity:
             "outcomes": dict(self.outcomes),
             "models": {k: dict(v) for k, v in self.models.items()},
             "tiers": {k: dict(v) for k, v in self.tiers.items()},
-            "series": {
-                "bucket_seconds": BUCKET_SECONDS,
-                "points": [{"at": at, **values} for at, values in self._series],
-            },
+            "series": {"bucket_seconds": BUCKET_SECONDS, "points": self._points()},
             "recent": latest,
         }

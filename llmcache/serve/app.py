@@ -150,12 +150,14 @@ class ServeApp:
         return _json(
             {
                 "stats": counters,
-                "tiers": self.core.labels,
-                "namespace": config.namespace,
-                "isolate_by_key": config.isolate_by_key,
-                "upstreams": {
-                    "openai": config.upstream_openai,
-                    "anthropic": config.upstream_anthropic,
+                "config": {
+                    "tiers": self.core.labels,
+                    "namespace": config.namespace,
+                    "isolate_by_key": config.isolate_by_key,
+                    "upstreams": {
+                        "openai": config.upstream_openai,
+                        "anthropic": config.upstream_anthropic,
+                    },
                 },
                 **self.activity.snapshot(),
             }

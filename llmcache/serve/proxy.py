@@ -227,7 +227,7 @@ class Proxy:
             content = None
         status = response.status_code
         if where.cached:
-            self._record(response, model, path, status, arrived, started, content is None)
+            self._record(response, model, path, status, arrived, started)
         if content is not None:
             out.append((b"content-length", b"%d" % len(content)))
             await send({"type": "http.response.start", "status": status, "headers": out})
@@ -270,9 +270,9 @@ class Proxy:
         status: int,
         arrived: float,
         started: float,
-        stream: bool,
     ) -> None:
         headers = response.headers
+        stream = headers.get("content-type", "").startswith("text/event-stream")
         outcome = headers.get("llmcache-status") or ("error" if status >= 400 else "miss")
         age = headers.get("age")
         latency = (time.perf_counter() - started) * 1000
