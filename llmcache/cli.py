@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -220,6 +220,66 @@ def clear(
         click.echo(f"Removed the {what} (a {tier.url.kind} store cannot count them).")
     else:
         click.echo(f"Removed {removed} entr{'y' if removed == 1 else 'ies'}.")
+
+
+@main.command()
+@click.argument("url")
+@click.option(
+    "--request",
+    "request_file",
+    required=True,
+    metavar="FILE.json",
+    type=click.File("rb"),
+    help="The request: the SDK call's arguments, or a request as a recording holds it.",
+)
+@click.option(
+    "--endpoint",
+    type=click.Choice(["chat.completions", "completions", "embeddings", "responses", "messages"]),
+    help="The endpoint of bare arguments (default chat.completions).",
+)
+@click.option("--base-url", metavar="URL", help="The base URL of bare arguments.")
+@click.option(
+    "--namespace", "-n", default="default", callback=_namespace, help="Namespace to look in."
+)
+@click.option("--limit", default=3, show_default=True, type=click.IntRange(1, 50))
+@_TIMEOUT
+def explain(
+    url: str,
+    request_file: BinaryIO,
+    endpoint: str | None,
+    base_url: str | None,
+    namespace: str,
+    limit: int,
+    timeout: float,
+) -> None:
+    """Explain how the store at URL answers a request: its key, whether it is held, and on
+    a miss the nearest recorded requests with the fields that differ.
+
+    Recordings (recording:///tests/cassettes/test_bot.jsonl) keep requests beside answers;
+    other stores keep answers only, so for them the explanation stops at the key.
+    """
+    from .testmode.explain import explain as run_explain
+
+    try:
+        request = json.loads(request_file.read())
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--request") from exc
+    if not isinstance(request, dict):
+        raise click.BadParameter("the request must be a JSON object", param_hint="--request")
+    with _store_errors(url):
+        try:
+            found = run_explain(
+                url,
+                request,
+                endpoint=endpoint,
+                upstream=base_url,
+                namespace=namespace,
+                limit=limit,
+                timeout=timeout,
+            )
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(found.text())
 
 
 if __name__ == "__main__":

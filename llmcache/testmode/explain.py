@@ -69,6 +69,8 @@ class Explanation:
     :param held: whether the store holds an answer under the key.
     :param nearest: on a miss, the nearest requests the store recorded.
     :param note: what the store cannot tell, when it cannot.
+    :param recorded: how many requests the store recorded beside their answers (``None``
+        for stores that keep answers only).
     """
 
     key: str
@@ -77,21 +79,22 @@ class Explanation:
     held: bool
     nearest: list[Nearest] = field(default_factory=list)
     note: str | None = None
-    entries: int | None = None
+    recorded: int | None = None
 
     def text(self) -> str:
         """Return the explanation as lines of text."""
-        lines = [f"key: {self.key}", f"store: {self.store} (namespace {self.namespace})"]
+        where = "" if self.recorded is not None else f" (namespace {self.namespace})"
+        lines = [f"key: {self.key}", f"store: {self.store}{where}"]
         lines.append("held: yes" if self.held else "held: no")
-        if not self.held:
-            lines += _nearest_lines(self.nearest, self.entries)
+        if not self.held and self.recorded is not None:
+            lines += _nearest_lines(self.nearest, self.recorded)
         if self.note:
             lines.append(self.note)
         return "\n".join(lines)
 
 
-def _nearest_lines(found: list[Nearest], entries: int | None) -> list[str]:
-    if entries == 0:
+def _nearest_lines(found: list[Nearest], recorded: int) -> list[str]:
+    if recorded == 0:
         return ["the store holds no recorded request to compare with"]
     if not found:
         return []
@@ -130,6 +133,7 @@ def explain(
     upstream: str | None = None,
     namespace: str = "default",
     limit: int = 3,
+    timeout: float = 5.0,
 ) -> Explanation:
     """Explain how a store answers a request: its key, whether it is held, and on a miss the
     nearest recorded requests with the fields that differ.
@@ -141,13 +145,14 @@ def explain(
     :param upstream: the base URL of bare arguments (default the provider's public API).
     :param namespace: the namespace looked in (recordings have one of their own).
     :param limit: how many nearest requests to show.
+    :param timeout: seconds each store operation may take.
     :raises ConfigError: the URL or the endpoint is not known.
     """
     from ..inventory import open_store
 
     record = normalise(request, endpoint=endpoint, upstream=upstream)
     key = key_of(record)
-    tier = open_store(url)
+    tier = open_store(url, timeout=timeout)
     backend = tier.backend
     try:
         if isinstance(backend, RecordingStore):
@@ -162,8 +167,8 @@ def explain(
         )
         if tier.caps.listing:
             prefix = physical_key(namespace, "")
-            result.entries = sum(1 for e in backend.scan(prefix + "*"))
-            result.note = f"the namespace holds {result.entries} entries; " + result.note
+            entries = sum(1 for _ in backend.scan(prefix + "*"))
+            result.note = f"the namespace holds {entries} entries; " + result.note
         else:
             result.note = f"a {tier.url.kind} store cannot list its keys; " + result.note
         return result
@@ -179,7 +184,7 @@ def _explain_recording(
     lines = store.lines()
     held = any(line.key == key for line in lines)
     recorded = [(line.key, line.test, line.request) for line in lines if line.request]
-    result = Explanation(key, url, "(the recording's)", held, entries=len(recorded))
+    result = Explanation(key, url, "", held, recorded=len(recorded))
     if not held:
         result.nearest = nearest(record, recorded, limit)
     unrecorded = len(lines) - len(recorded)
