@@ -178,7 +178,8 @@ def calibrate(
     record.update(
         pairs=len(pairs),
         positives=sum(p.same for p in pairs),
-        embedder=str(model.name),
+        embedder=embedder if isinstance(embedder, str) else str(model.name),
+        embedder_model=str(model.name),
         max_false_hits=max_false_hits,
         max_length_ratio=max_length_ratio,
         confidence=0.95,

@@ -265,6 +265,12 @@ _OPPOSITES = [
     ("older", "younger"),
     ("old", "new"),
     ("best", "worst"),
+    ("good", "bad"),
+    ("gain", "lose"),
+    ("gain", "loss"),
+    ("profit", "loss"),
+    ("save", "spend"),
+    ("benefits", "risks"),
     ("better", "worse"),
     ("most", "least"),
     ("max", "min"),
@@ -366,6 +372,8 @@ def signature(text: str) -> Signature:
         if word.endswith("n't"):
             negations.append("not")
             word = word[:-3]
+        elif word.endswith("'s"):  # what's, Python's
+            word = word[:-2]
         words.append(word)
         if word in NEGATIONS:
             negations.append(NEGATIONS[word])
