@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from . import batching, hits, http_hits, misses, peers, scale
+from . import batching, frameworks, hits, http_hits, misses, peers, scale
 from .chart import draw
 from .machine import describe, load_average
 from .pinning import place
@@ -147,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.seconds = time.perf_counter() - began
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "RESULTS.md").write_text(render(results))
+    measured = Path(frameworks.__file__).with_name("frameworks.json")
+    if measured.exists():  # the framework rows come from their own sessions: keep them
+        frameworks.write(json.loads(measured.read_text()), args.out / "RESULTS.md")
     drawn = draw(results.hits, results.peers, args.out / "hit_latency.png")
     log(
         f"wrote {args.out / 'RESULTS.md'}"
