@@ -85,3 +85,11 @@ def openai_agents(session: nox.Session) -> None:
 def llama_index(session: nox.Session) -> None:
     """llama-index-llms-openai: complete, chat and their streams."""
     run_framework(session, "llama_index", "llama-index-llms-openai")
+
+
+@nox.session
+def testmode(session: nox.Session) -> None:
+    """The pytest plugin's test mode: a LangChain model and a pydantic-ai agent recorded,
+    then replayed with the upstream gone."""
+    packages = ["langchain-openai", "langchain-anthropic", "pydantic-ai-slim[openai]"]
+    run_framework(session, "testmode", *packages, extras="pytest")

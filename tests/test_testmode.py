@@ -8,6 +8,7 @@ file and what reached the simulator.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -421,3 +422,31 @@ def test_parallel_workers_record_one_file_without_corrupting_it(
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--llmcache=strict")
     result.assert_outcomes(passed=16)
     assert sim.count() == 16
+
+
+def test_the_readme_example_records_then_runs_offline(
+    pytester: pytest.Pytester, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"<!-- testmode: example -->\s*```python\n(.*?)```", readme, re.S)
+    assert found, "the README has no test mode example"
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.mkdir("tests")
+    module = pytester.path / "tests" / "test_support_bot.py"
+    module.write_text(found.group(1))
+    monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+
+    run(pytester, "--llmcache=record").assert_outcomes(passed=1)
+    assert (pytester.path / "tests" / "cassettes" / "test_support_bot.jsonl").is_file()
+    sim.stop()
+    monkeypatch.setenv("OPENAI_API_KEY", "any value")
+    run(pytester, "--llmcache=strict").assert_outcomes(passed=1)
+
+    module.write_text(module.read_text().replace("the support ticket", "the ticket"))
+    result = run(pytester, "--llmcache=strict")
+    result.assert_outcomes(failed=1)
+    assert (
+        "messages[0].content: 'Summarise the ticket in one line.' != "
+        "'Summarise the support ticket in one line.'"
+    ) in result.stdout.str()
