@@ -26,7 +26,14 @@ from typing import Any
 import msgpack
 import orjson
 
-__all__ = ["COMPRESS_THRESHOLD", "VERSION", "Codec", "CorruptEntry", "Entry"]
+__all__ = [
+    "COMPRESS_THRESHOLD",
+    "VERSION",
+    "Codec",
+    "CorruptEntry",
+    "Entry",
+    "describe_failure",
+]
 
 MAGIC = "llmc"
 VERSION = 1
@@ -36,6 +43,15 @@ _RAW, _ZLIB, _INLINE = 0, 1, 2
 
 class CorruptEntry(ValueError):
     """Bytes under a cache key that are not a valid entry for it."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Say why an entry was rejected without quoting it: validation errors echo the values
+    they rejected, and an entry's values are prompts and answers, which logs never hold."""
+    count = getattr(exc, "error_count", None)
+    if callable(count):
+        return f"{type(exc).__name__} ({count()} field error{'s' if count() != 1 else ''})"
+    return type(exc).__name__
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import CorruptEntry, Entry
+from .codec import CorruptEntry, Entry, describe_failure
 from .embeddings import EmbeddingCall
 from .errors import CacheMiss
 from .events import CacheEvent
@@ -163,7 +163,9 @@ class Engine:
                 return adapter.load(adapter.assemble(entry.payload))
             raise ValueError(f"a {entry.kind!r} entry is not a {adapter.endpoint} answer")
         except Exception as exc:
-            raise CorruptEntry(f"entry is not a {adapter.endpoint} answer: {exc}") from exc
+            raise CorruptEntry(
+                f"entry is not a {adapter.endpoint} answer: {describe_failure(exc)}"
+            ) from exc
 
     def serve(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
         """Build the SDK object (or replay stream) for an entry.
@@ -183,7 +185,9 @@ class Engine:
             )
             return self.replay_stream([adapter.build_chunk(c) for c in chunks])
         except Exception as exc:
-            raise CorruptEntry(f"entry is not a {adapter.endpoint} stream: {exc}") from exc
+            raise CorruptEntry(
+                f"entry is not a {adapter.endpoint} stream: {describe_failure(exc)}"
+            ) from exc
 
     def checker(self, plan: Plan, adapter: EndpointAdapter, stream: bool) -> Callable[[Entry], Any]:
         """Return the lookup check that builds what a hit serves (and rejects junk)."""

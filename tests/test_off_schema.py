@@ -183,3 +183,33 @@ def test_an_error_shaped_answer_is_not_stored(
     assert (first.cache_hit, second.cache_hit) == (False, False)
     assert sim.count() == 2
     assert client.chat.completions.create(**chat()).cache_hit  # the valid answer was stored
+
+
+def test_a_rejected_entry_is_logged_without_its_content(
+    client: Any, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = client.chat.completions.create(**chat())
+    pkey = physical_key("default", live.cache_key)
+    backend = client._tiers.tiers[0].backend
+    magic, version, header, _, signature = msgpack.unpackb(backend.get(pkey))
+    header[3] = "chunks"  # chunks that no stream of this endpoint could have sent
+    chunks = [{"choices": [{"index": "SECRET-PROMPT-TEXT", "delta": {"content": 7}}]}]
+    backend.set(pkey, msgpack.packb([magic, version, header, chunks, signature]), None)
+    with caplog.at_level("DEBUG"):
+        again = client.chat.completions.create(**chat())
+    assert not again.cache_hit
+    assert client.stats().errors == 1
+    assert "SECRET-PROMPT-TEXT" not in caplog.text
+
+
+def test_a_validation_failure_is_described_without_the_values_it_rejected() -> None:
+    from pydantic import ValidationError
+
+    from llmcache.codec import describe_failure
+
+    with pytest.raises(ValidationError) as caught:
+        ChatCompletion.model_validate({"id": "SECRET-PROMPT-TEXT", "choices": "SECRET-ANSWER"})
+    assert "SECRET" in str(caught.value)  # what pydantic says, and logs must not
+    described = describe_failure(caught.value)
+    assert "SECRET" not in described
+    assert described.startswith("ValidationError (")

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..async_engine import AsyncEngine
-from ..codec import CorruptEntry, Entry
+from ..codec import CorruptEntry, Entry, describe_failure
 from ..embeddings import EmbeddingCall
 from ..engine import Engine, SyncEngine
 from ..planning import Plan
@@ -96,7 +96,9 @@ class _HttpAnswers(Engine):
             if not adapter.shaped(data):
                 raise ValueError(f"not a {adapter.endpoint} answer")
         except Exception as exc:
-            raise CorruptEntry(f"entry is not a {adapter.endpoint} answer: {exc}") from exc
+            raise CorruptEntry(
+                f"entry is not a {adapter.endpoint} answer: {describe_failure(exc)}"
+            ) from exc
         return body
 
     def serve(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
@@ -113,7 +115,9 @@ class _HttpAnswers(Engine):
             )
             return adapter.sse(chunks)
         except Exception as exc:
-            raise CorruptEntry(f"entry is not a {adapter.endpoint} stream: {exc}") from exc
+            raise CorruptEntry(
+                f"entry is not a {adapter.endpoint} stream: {describe_failure(exc)}"
+            ) from exc
 
     def hit(
         self,
@@ -211,6 +215,16 @@ class _HttpAnswers(Engine):
         )
         return mark_response(response, "miss", plan.key)
 
+    def embedding_result(
+        self,
+        call: EmbeddingCall,
+        adapter: EndpointAdapter,
+        result: tuple[dict[str, Any], list[Found | None], Any],
+        started: float,
+    ) -> Any:
+        """Count a per-input embeddings call and return its response."""
+        return self.embeddings_response(*self.count_embeddings(call, result, started))
+
     def embeddings_response(self, payload: dict[str, Any], outcome: dict[str, Any]) -> Any:
         """Return the response of a per-input embeddings call."""
         if outcome["hit"]:
@@ -240,16 +254,6 @@ class SyncHttpEngine(_HttpAnswers, SyncEngine):
         )
         return self.stream_response(live, plan, recorder)
 
-    def embedding_result(
-        self,
-        call: EmbeddingCall,
-        adapter: EndpointAdapter,
-        result: tuple[dict[str, Any], list[Found | None], Any],
-        started: float,
-    ) -> Any:
-        """Count a per-input embeddings call and return its response."""
-        return self.embeddings_response(*self.count_embeddings(call, result, started))
-
 
 class AsyncHttpEngine(_HttpAnswers, AsyncEngine):
     """The HTTP-level cache's pipeline for asyncio transports."""
@@ -269,13 +273,3 @@ class AsyncHttpEngine(_HttpAnswers, AsyncEngine):
         parser = EventParser(adapter.stream_end)
         recorder = _stream_type(self.lib.AsyncByteStream, AsyncStreamRecorder)
         return self.stream_response(live, plan, recorder(live.stream, parser, store))
-
-    def embedding_result(
-        self,
-        call: EmbeddingCall,
-        adapter: EndpointAdapter,
-        result: tuple[dict[str, Any], list[Found | None], Any],
-        started: float,
-    ) -> Any:
-        """Count a per-input embeddings call and return its response."""
-        return self.embeddings_response(*self.count_embeddings(call, result, started))
