@@ -12,7 +12,7 @@ import importlib
 import time
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,7 +20,8 @@ from ..core import CacheCore
 from ..embeddings import EmbeddingCall
 from ..errors import CacheMiss, ConfigError
 from ..options import Directives, parse_options
-from ..providers.base import Provider
+from ..planning import Plan
+from ..providers.base import EndpointAdapter, Provider
 from ..request import CacheRequest
 from .engine import AsyncHttpEngine, Passthrough, SyncHttpEngine, mark_response
 from .routing import (
@@ -80,6 +81,15 @@ class _Call:
     directives: Directives
     original: Any  # the request as the SDK sent it
     controlled: bool  # it carries control headers (taken out before it goes upstream)
+
+
+class _Serve(NamedTuple):
+    """A planned call, in the order ``serve_plan`` takes it."""
+
+    plan: Plan
+    adapter: EndpointAdapter
+    params: dict[str, Any]
+    stream: bool
 
 
 def _error(lib: ModuleType, status: int, message: str, param: str | None = None) -> Any:
@@ -154,6 +164,20 @@ class _Door:
             header = header_of(option) if option else "llmcache-*"
             return _error(self.lib, 400, f"bad {header} header: {exc}", header)
         return _Call(where, params, cache_request, directives, request, bool(control))
+
+    def decide(self, call: _Call) -> _Serve | tuple[dict[str, Any], EmbeddingCall] | None:
+        """Return how the engine serves a call: a plan to serve, a per-input embeddings
+        call, or ``None`` to send it upstream uncached (a bypass)."""
+        if call.route.endpoint == "embeddings":
+            prepared = EmbeddingCall.prepare_request(
+                self.planner, call.params, call.request, call.directives
+            )
+            return None if prepared[1] is None else (prepared[0], prepared[1])
+        params, plan = self.planner.plan_request(call.params, call.request, call.directives)
+        if plan is None:
+            return None
+        adapter = self.engine.adapter(call.route.endpoint)
+        return _Serve(plan, adapter, params, bool(params.get("stream")))
 
     def resend(self, call: _Call, params: dict[str, Any]) -> Any:
         """Return the upstream request for ``params``: the call's own request without its
@@ -254,19 +278,11 @@ class CacheTransport:
             return response
 
         try:
-            if call.route.endpoint == "embeddings":
-                prepared = EmbeddingCall.prepare_request(
-                    door.planner, call.params, call.request, call.directives
-                )
-                if prepared[1] is not None:
-                    return engine.embed_prepared(prepared, lambda **p: _json(upstream(**p)))
-                plan = None
-            else:
-                params, plan = door.planner.plan_request(call.params, call.request, call.directives)
-                if plan is not None:
-                    adapter = engine.adapter(call.route.endpoint)
-                    stream = bool(params.get("stream"))
-                    return engine.serve_plan(plan, adapter, params, stream, started, upstream, None)
+            decision = door.decide(call)
+            if isinstance(decision, _Serve):
+                return engine.serve_plan(*decision, started, upstream, None)
+            if decision is not None:
+                return engine.embed_prepared(decision, lambda **p: _json(upstream(**p)))
         except Passthrough as exc:
             return door.passed(exc, "")
         except CacheMiss as exc:
@@ -327,21 +343,11 @@ class AsyncCacheTransport:
             return _json(await upstream(**params))
 
         try:
-            if call.route.endpoint == "embeddings":
-                prepared = EmbeddingCall.prepare_request(
-                    door.planner, call.params, call.request, call.directives
-                )
-                if prepared[1] is not None:
-                    return await engine.embed_prepared(prepared, upstream_json)
-                plan = None
-            else:
-                params, plan = door.planner.plan_request(call.params, call.request, call.directives)
-                if plan is not None:
-                    adapter = engine.adapter(call.route.endpoint)
-                    stream = bool(params.get("stream"))
-                    return await engine.serve_plan(
-                        plan, adapter, params, stream, started, upstream, None
-                    )
+            decision = door.decide(call)
+            if isinstance(decision, _Serve):
+                return await engine.serve_plan(*decision, started, upstream, None)
+            if decision is not None:
+                return await engine.embed_prepared(decision, upstream_json)
         except Passthrough as exc:
             return door.passed(exc, "")
         except CacheMiss as exc:
