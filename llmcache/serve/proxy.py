@@ -60,6 +60,7 @@ _NOT_RETURNED = frozenset(
     }
 )
 _JSON = [(b"content-type", b"application/json")]
+_OUTCOME = frozenset({b"llmcache-status", b"llmcache-tier", b"age", b"content-type"})
 
 
 class _TooLarge(Exception):
@@ -114,6 +115,7 @@ class Proxy:
         self.anthropic_base = anthropic_base
         self.max_body_bytes = max_body_bytes
         self.record = record
+        self._urls: dict[str, Any] = {}  # parsed upstream URLs: parsing one costs ~10 us
         self.extensions = {
             "timeout": {"connect": 10.0, "read": timeout, "write": 60.0, "pool": timeout}
         }
@@ -150,8 +152,13 @@ class Proxy:
         if self.tenants is not None:
             transport = self.tenants.transport(caller_key(headers))
         forwarded = [(n, v) for n, v in headers if n not in _NOT_FORWARDED]
+        url = self._urls.get(where.url)
+        if url is None:
+            url = self.lib.URL(where.url)
+            if len(self._urls) < 1024:  # the API paths; a query string makes a URL of its own
+                self._urls[where.url] = url
         request = self.lib.Request(
-            method, where.url, headers=forwarded, content=body, extensions=self.extensions
+            method, url, headers=forwarded, content=body, extensions=self.extensions
         )
         lib = self.lib
         try:
@@ -220,14 +227,21 @@ class Proxy:
         started: float,
     ) -> None:
         """Send the transport's answer: in one piece when it was read, else as a stream."""
-        out = [(n, v) for n, v in response.headers.raw if n.lower() not in _NOT_RETURNED]
+        out: list[tuple[bytes, bytes]] = []
+        outcome: dict[bytes, bytes] = {}
+        for name, value in response.headers.raw:  # one pass: httpx2's mapping reads cost more
+            lower = name.lower()
+            if lower not in _NOT_RETURNED:
+                out.append((name, value))
+                if lower in _OUTCOME:
+                    outcome[lower] = value
         try:
             content: bytes | None = response.content
         except self.lib.ResponseNotRead:
             content = None
         status = response.status_code
         if where.cached:
-            self._record(response, model, path, status, arrived, started)
+            self._record(outcome, model, path, status, arrived, started)
         if content is not None:
             out.append((b"content-length", b"%d" % len(content)))
             await send({"type": "http.response.start", "status": status, "headers": out})
@@ -264,27 +278,24 @@ class Proxy:
 
     def _record(
         self,
-        response: Any,
+        outcome: dict[bytes, bytes],
         model: str,
         path: str,
         status: int,
         arrived: float,
         started: float,
     ) -> None:
-        headers = response.headers
-        stream = headers.get("content-type", "").startswith("text/event-stream")
-        outcome = headers.get("llmcache-status") or ("error" if status >= 400 else "miss")
-        age = headers.get("age")
         latency = (time.perf_counter() - started) * 1000
+        age = outcome.get(b"age")
         served = Served(
             arrived,
             path,
             model,
             status,
-            outcome,
-            headers.get("llmcache-tier") or "",
+            (outcome.get(b"llmcache-status") or (b"error" if status >= 400 else b"miss")).decode(),
+            outcome.get(b"llmcache-tier", b"").decode(),
             int(age) if age is not None and age.isdigit() else None,
             round(latency, 3),
-            stream,
+            outcome.get(b"content-type", b"").startswith(b"text/event-stream"),
         )
         self.record(served)
