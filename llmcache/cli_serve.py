@@ -67,6 +67,13 @@ __all__ = ["serve"]
     help="Largest request body accepted (larger: 413).",
 )
 @click.option(
+    "--upstream-timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an upstream answer may take (then 504).",
+)
+@click.option(
     "--graceful-timeout",
     default=30.0,
     show_default=True,
@@ -91,6 +98,7 @@ def serve(
     isolate_by_key: bool,
     admin_token: str | None,
     max_body_bytes: int,
+    upstream_timeout: float,
     graceful_timeout: float,
     access_log: bool,
     log_level: str,
@@ -118,6 +126,7 @@ def serve(
             isolate_by_key=isolate_by_key,
             admin_token=admin_token,
             max_body_bytes=max_body_bytes,
+            upstream_timeout=upstream_timeout,
         )
         app = create_app(config) if workers == 1 else None
     except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from conftest import MODEL
 
+from llmcache import ConfigError
 from llmcache.serve import ServeApp, ServeConfig, create_app
 from llmcache.simulator import Simulator
 from tests.serve_fixtures import in_process
@@ -363,3 +365,29 @@ async def test_the_dashboard_page_is_served(proxy: Any) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert 'id="hit-rate"' in page.text
     assert "api/stats" in page.text
+
+
+async def test_an_upstream_slower_than_the_timeout_is_a_504(sim: Simulator) -> None:
+    app, client = in_process(sim, upstream_timeout=0.2)
+    sim.delay = 1.0
+    async with client:
+        response = await client.post("/v1/messages", json=MESSAGES)
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "timeout_error"
+    assert "ReadTimeout" in response.json()["error"]["message"]
+    await app.transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"upstream_openai": "localhost:8000"}, "--upstream-openai must be an http"),
+        ({"max_body_bytes": 0}, "--max-body-bytes must be >= 1, not 0"),
+        ({"upstream_timeout": 0}, "--upstream-timeout must be > 0, not 0"),
+        ({"admin_token": "short"}, "--admin-token must be at least 8 characters"),
+        ({"namespace": "a b"}, "namespace 'a b'"),
+    ],
+)
+def test_a_bad_setting_is_named(options: dict[str, Any], says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        create_app(ServeConfig(tiers=("memory://",), **options))

@@ -104,6 +104,8 @@ class ServeConfig:
         object.__setattr__(self, "tiers", tuple(self.tiers))
         if self.max_body_bytes < 1:
             raise ConfigError(f"--max-body-bytes must be >= 1, not {self.max_body_bytes!r}")
+        if not self.upstream_timeout > 0:
+            raise ConfigError(f"--upstream-timeout must be > 0, not {self.upstream_timeout!r}")
         if self.admin_token is not None and len(self.admin_token) < 8:
             raise ConfigError("--admin-token must be at least 8 characters long")
         if self.isolate_by_key and not self.secret:
