@@ -32,7 +32,7 @@ from ..keys import canonical_params
 from .diff import nearest
 from .explain import render_miss
 from .lines import request_record
-from .store import RecordingStore
+from .store import RecordingStore, adopt
 
 __all__ = ["NAMESPACE", "SECRET_QUERY", "Recording", "active", "install", "uninstall"]
 
@@ -86,6 +86,7 @@ class Recording:
     _transports: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        adopt(self.store)  # the tier the cache opens by URL is this very store
         self.store.begin(self.test, self.mode)
 
     def record_of(self, request: Any) -> dict[str, Any]:

@@ -176,23 +176,31 @@ class RecordingStore(BaseCacheBackend):
         (other processes may have written other tests' answers), atomically."""
         if not self.dirty:
             return
+        if not self._fresh and not self.path.exists():  # nothing to write, nothing to drop
+            self._rerecorded.clear()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _lock(self.path.parent):
             self.reload()
             body = b"".join(dump_line(line) + b"\n" for line in self.lines())
-            handle, temp = tempfile.mkstemp(prefix=self.path.name, dir=self.path.parent)
-            try:
-                with os.fdopen(handle, "wb") as out:
-                    out.write(body)
-                os.replace(temp, self.path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            if body:
+                self._write(body)
+            else:  # every test of the module was re-recorded without a call
+                self.path.unlink(missing_ok=True)
             with self._guard:
                 self._fresh.clear()
                 self._rerecorded.clear()
-        if not body:
-            self.path.unlink(missing_ok=True)
+
+    def _write(self, body: bytes) -> None:
+        """Replace the file by ``body`` at once: readers see the old file or the new one."""
+        handle, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(body)
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
 
     # -- the backend contract ------------------------------------------------------------
 
@@ -291,6 +299,13 @@ def open_recording(path: Path | str, *, rewriting: bool = False) -> RecordingSto
         elif rewriting and not store.rewriting:
             store.rewriting = True
         return store
+
+
+def adopt(store: RecordingStore) -> None:
+    """Make ``store`` the process's store of its file (the one ``recording://`` URLs of that
+    file open from now on)."""
+    with _open_guard:
+        _open[store.path.resolve()] = store
 
 
 def flush_all() -> None:
