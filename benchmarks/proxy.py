@@ -41,12 +41,14 @@ HERE = Path(__file__).resolve().parent
 SECTION = "## Proxy"
 TAG = "@@TAG@@"
 PATH = "/v1/chat/completions"
+# the callers' key; LiteLLM's proxy takes it as its master key, and refuses a weak one
+KEY = "sk-bench-" + "5f2b" * 16
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 _LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
+wrk.headers["Authorization"] = "Bearer %(key)s"
 local template = [==[%(body)s]==]
 local unique = %(unique)s
 local counter = 0
@@ -110,10 +112,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    """Wait until ``url`` answers (any status)."""
+def wait_http(url: str, child: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """Wait until ``url`` answers (any status); fail at once when ``child`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the server of {url} exited with {child.returncode}")
         try:
             httpx2.get(url, timeout=2)
             return
@@ -187,7 +191,8 @@ def report(load: Load) -> None:
 def lua(workdir: Path, body: str, unique: bool) -> Path:
     """Write a wrk script that posts ``body`` (with a new tag each time when ``unique``)."""
     path = workdir / ("misses.lua" if unique else "hits.lua")
-    text = _LUA % {"body": body, "unique": "true" if unique else "false", "path": PATH}
+    values = {"body": body, "unique": "true" if unique else "false", "path": PATH, "key": KEY}
+    text = _LUA % values
     path.write_text(text)
     return path
 
@@ -200,7 +205,7 @@ def process(argv: list[str], log: Path, health: str, env: dict[str, str]) -> Ite
             argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
         )
     try:
-        wait_http(health)
+        wait_http(health, child)
         yield child.pid
     finally:
         child.send_signal(signal.SIGTERM)
@@ -211,27 +216,54 @@ def process(argv: list[str], log: Path, health: str, env: dict[str, str]) -> Ite
             child.wait(timeout=10)
 
 
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """Run a private ``redis-server`` (persistence off); yield its URL."""
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    child = subprocess.Popen(
-        argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
+class RedisProcess:
+    """A private ``redis-server`` on a free port (persistence off); :meth:`restart` keeps it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        argv = [binary, "--bind", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--save", "", "--appendonly", "no"]
+        self.child = subprocess.Popen(
+            argv, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
             except OSError:
                 time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        raise TimeoutError(f"redis-server did not listen on {self.port}")
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL, like a crash)."""
+        if self.child is not None:
+            self.child.kill()
+            self.child.wait(timeout=10)
+            self.child = None
+
+    def restart(self) -> None:
+        """Kill the server and start an empty one on the same port."""
+        self.stop()
+        self.start()
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisProcess]:
+    """Run a private ``redis-server`` until the block ends."""
+    server = RedisProcess(workdir)
+    server.start()
+    try:
+        yield server
     finally:
-        child.kill()
-        child.wait(timeout=10)
+        server.stop()
 
 
 def serve_argv(port: int, sim: Simulator, tiers: list[str]) -> list[str]:
@@ -245,7 +277,7 @@ def serve_argv(port: int, sim: Simulator, tiers: list[str]) -> list[str]:
 
 def prime(url: str, body: str) -> str:
     """Send the request twice; return the second answer's ``llmcache-status`` (or ``""``)."""
-    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
     for _ in range(2):
         response = httpx2.post(url + PATH, content=body, headers=headers, timeout=30)
         response.raise_for_status()
@@ -283,19 +315,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     misses_script = lua(workdir, json.dumps(chat_request(TAG)), unique=True)
     env = {"XDG_CACHE_HOME": str(workdir / "cache")}
     loads: list[Load] = []
-    with Simulator() as sim, redis_server(workdir) as redis_url:
-        tiers = {
-            "memory": ["memory://"],
-            "sqlite": [f"sqlite:///{workdir / 'bench.db'}"],
-            "redis": [redis_url],
-        }
-        for name, tier in tiers.items():
+    with Simulator() as sim, redis_server(workdir) as redis:
+        runs = [  # (name, tiers, workers)
+            ("memory tier", ["memory://"], 1),
+            ("sqlite tier", [f"sqlite:///{workdir / 'bench.db'}"], 1),
+            ("redis tier", [redis.url], 1),
+            ("memory + redis tiers, 2 workers", ["memory://", redis.url], 2),
+        ]
+        for name, tier, workers in runs:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            with process(
-                serve_argv(port, sim, tier), workdir / f"{name}.log", url + "/healthz", env
-            ) as pid:
-                assert prime(url, body) == "hit", f"the {name} tier did not hit"
+            argv = [*serve_argv(port, sim, tier), "--workers", str(workers)]
+            log = workdir / f"{name.split()[0]}-{workers}.log"
+            with process(argv, log, url + "/healthz", env) as pid:
+                for _ in range(4 * workers):  # each worker's L1 gets the answer too
+                    assert prime(url, body) == "hit", f"{name}: no hit"
                 wrk(url, hits_script, args.connections, 2, "warm-up", sim, None)
                 loads.append(
                     wrk(
@@ -303,13 +337,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         hits_script,
                         args.connections,
                         args.seconds,
-                        f"llmcache serve, {name} tier",
+                        f"llmcache serve, {name}",
                         sim,
                         pid,
                     )
                 )
                 report(loads[-1])
-                if name == "memory":
+                if name == "memory tier":
                     miss = wrk(
                         url,
                         misses_script,
@@ -346,7 +380,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             litellm_env = {
                 **env,
                 "LITELLM_LOG": "ERROR",
-                "LITELLM_MASTER_KEY": "",
+                "LITELLM_MASTER_KEY": KEY,
                 "DISABLE_ADMIN_UI": "True",
             }
             with process(
@@ -398,16 +432,17 @@ def section(data: dict[str, Any], soak: dict[str, Any] | None) -> str:
         "",
         f"`python -m benchmarks.proxy` ({data['when']}, {data['machine']}): `wrk -t1 "
         f"-c{data['connections']} -d{data['seconds']}s` posting the typical chat request "
-        "(1.7 KB in, ~1.4 KB out) to a single-process `llmcache serve` primed with its "
-        "answer, so every request is a hit; `wrk` and the server share the machine's two "
-        "cores. CPU per hit is the server's user + system time over the requests it answered.",
+        "(1.7 KB in, ~1.4 KB out) to `llmcache serve` (one process unless the row says "
+        "otherwise) primed with its answer, so every request is a hit; `wrk` and the "
+        "server share the machine's two cores. CPU per hit is the server's user + system "
+        "time over the requests it answered.",
         "",
         "| server | hits/s | p50 ms | p90 ms | p99 ms | CPU per hit | failed | upstream calls |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
         *(_row(load) for load in hits),
         "",
     ]
-    memory = next(h for h in hits if "memory tier" in h["name"])
+    memory = next(h for h in hits if h["name"] == "llmcache serve, memory tier")
     litellm = next((h for h in hits if h["name"].startswith("LiteLLM")), None)
     verdicts = [
         f"- Proxy hit p99 at {data['connections']} connections, memory tier: "
