@@ -15,6 +15,7 @@ from .keys import ExplicitKeyStrategy, KeyStrategy, RequestKeyStrategy
 from .plugins import register_plugin, unregister_plugin
 from .request import NEVER, CacheOptions, CacheRequest
 from .stats import CacheStats
+from .testmode import explain
 from .ttl import FixedPolicy, IntentPolicy, TTLPolicy
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "TTLPolicy",
     "__version__",
     "async_http_client",
+    "explain",
     "hookimpl",
     "hookspec",
     "http_client",

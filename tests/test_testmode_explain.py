@@ -69,6 +69,12 @@ def test_a_miss_shows_the_nearest_recording_and_the_differing_field(
     assert "nearest #1: chat.completions gpt-4o-mini" in found.text()
 
 
+def test_explain_is_exported_at_the_top(recording: Path) -> None:
+    assert llmcache.explain is explain
+    first = json.loads(recording.read_text().splitlines()[0])
+    assert llmcache.explain(f"recording://{recording}", first["request"]).held
+
+
 def test_another_upstream_is_a_differing_field(recording: Path) -> None:
     found = explain(f"recording://{recording}", bare("Hello"))  # api.openai.com by default
     assert not found.held
