@@ -394,6 +394,29 @@ def test_a_hand_edited_line_missing_a_field_is_an_error(project: pytest.Pytester
     assert f"{path}:1: missing field answer" in result.stdout.str()
 
 
+def test_a_hand_edited_request_that_no_longer_gives_its_key_is_an_error(
+    project: pytest.Pytester,
+) -> None:
+    path = _recorded_project(project)
+    line = json.loads(path.read_text())
+    line["request"]["params"]["messages"][0]["content"] = "edited"
+    path.write_text(json.dumps(line) + "\n")
+    result = run(project, "--llmcache=strict")
+    result.assert_outcomes(errors=1)
+    assert f"{path}:1: the request does not give the key" in result.stdout.str()
+
+
+def test_a_key_of_an_older_key_version_is_made_again_from_its_request(
+    project: pytest.Pytester, sim: Simulator
+) -> None:
+    path = _recorded_project(project)
+    line = json.loads(path.read_text())
+    line["key"] = "v0-0123456789abcdef"
+    path.write_text(json.dumps(line) + "\n")
+    run(project, "--llmcache=strict").assert_outcomes(passed=1)
+    assert sim.count() == 1
+
+
 def test_an_older_format_asks_for_a_re_recording(project: pytest.Pytester) -> None:
     path = _recorded_project(project)
     line = json.loads(path.read_text())

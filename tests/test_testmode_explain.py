@@ -16,7 +16,7 @@ import llmcache
 from llmcache.cli import main
 from llmcache.simulator import Simulator
 from llmcache.testmode import RecordingError, explain
-from llmcache.testmode.explain import key_of
+from llmcache.testmode.lines import key_of
 from llmcache.testmode.session import Recording, install, uninstall
 from llmcache.testmode.store import open_recording
 from tests.memcached_fixtures import MemcachedServer, memcached_servers

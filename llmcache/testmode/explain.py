@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..keys import RequestKeyStrategy, canonical_params, physical_key
-from ..request import CacheOptions, CacheRequest
+from ..keys import canonical_params, physical_key
 from ..urls import redact
 from .diff import Nearest, nearest
-from .lines import provider_of, request_record
+from .lines import key_of, request_record
 from .store import RecordingStore
 
 __all__ = ["DEFAULT_UPSTREAMS", "Explanation", "explain", "key_of", "normalise", "render_miss"]
@@ -48,15 +47,6 @@ def normalise(
         raise ConfigError(f"unknown endpoint {endpoint!r}; known: {', '.join(ENDPOINTS)}")
     base = (upstream or DEFAULT_UPSTREAMS.get(endpoint, OPENAI_UPSTREAM)).rstrip("/")
     return request_record(endpoint, f"{base}||", canonical_params(request))
-
-
-def key_of(record: Mapping[str, Any]) -> str:
-    """Return the logical key the default key strategy gives a recorded request."""
-    options = CacheOptions(key=record.get("scope"))
-    request = CacheRequest(
-        record["endpoint"], record["params"], options, provider=provider_of(dict(record))
-    )
-    return RequestKeyStrategy().key(request)
 
 
 @dataclass

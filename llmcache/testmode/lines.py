@@ -26,13 +26,17 @@ import orjson
 
 from ..codec import Entry
 from ..errors import LLMCacheError
+from ..keys import KEY_VERSION, RequestKeyStrategy
+from ..request import CacheOptions, CacheRequest
 
 __all__ = [
     "FORMAT_VERSION",
+    "REDACTED",
     "Line",
     "OutdatedLine",
     "RecordingError",
     "dump_line",
+    "key_of",
     "parse_line",
     "request_record",
 ]
@@ -107,6 +111,41 @@ def provider_of(record: dict[str, Any]) -> str:
     return "|".join(
         (record.get("upstream", ""), record.get("organization", ""), record.get("project", ""))
     )
+
+
+def key_of(record: dict[str, Any]) -> str:
+    """Return the logical key the default key strategy gives a recorded request."""
+    options = CacheOptions(key=record.get("scope"))
+    request = CacheRequest(
+        record["endpoint"], record["params"], options, provider=provider_of(record)
+    )
+    return RequestKeyStrategy().key(request)
+
+
+REDACTED = "[redacted]"
+
+
+def _rekeyed(line: Line, path: Path, number: int) -> Line:
+    """Return the line under the key its request has now.
+
+    A key of an older key version is replaced (recordings outlive key changes); a key of
+    this version that its request does not give means a hand edit, which would never match.
+    Requests with redacted values cannot be checked and are taken as they are.
+    """
+    if line.request is None or REDACTED.encode() in orjson.dumps(line.request):
+        return line
+    key = key_of(line.request)
+    if key == line.key:
+        return line
+    if line.key.rsplit(":", 1)[-1].startswith(f"{KEY_VERSION}-"):
+        raise RecordingError(
+            path,
+            number,
+            f"the request does not give the key {line.key} but {key}: was it edited by hand? "
+            "Re-record the test, or set the key to the one given",
+        )
+    line.key = key
+    return line
 
 
 def dump_line(line: Line) -> bytes:
@@ -192,4 +231,4 @@ def parse_line(text: bytes, path: Path, number: int, created: float) -> Line:
     payload = orjson.dumps(answer) if kind == "json" else answer
     usage = data["usage"]
     entry = Entry("", created, None, kind, payload, data["model"], *usage)
-    return Line(data["key"], data["test"], data["request"], entry)
+    return _rekeyed(Line(data["key"], data["test"], data["request"], entry), path, number)

@@ -31,13 +31,12 @@ from ..http.transport import AsyncCacheTransport, CacheTransport
 from ..keys import canonical_params
 from .diff import nearest
 from .explain import render_miss
-from .lines import request_record
+from .lines import REDACTED, request_record
 from .store import RecordingStore, adopt
 
 __all__ = ["NAMESPACE", "SECRET_QUERY", "Recording", "active", "install", "uninstall"]
 
 NAMESPACE = "test"
-REDACTED = "[redacted]"
 # query parameters that carry credentials in some APIs' URLs (Gemini's ?key=, signed URLs)
 SECRET_QUERY = frozenset(
     {"key", "api_key", "api-key", "apikey", "token", "access_token", "sig", "signature"}
