@@ -79,6 +79,33 @@ def test_a_question_stored_by_another_process_is_a_semantic_hit(
     client.clear_cache()
 
 
+async def test_an_async_client_finds_another_process_s_questions(
+    shared_tier: str, sim: Simulator
+) -> None:
+    from openai import AsyncOpenAI
+
+    from llmcache import CachedClient
+
+    written = subprocess.run(
+        [sys.executable, "-c", WRITER, sim.base_url, shared_tier],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    openai = AsyncOpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+    client = CachedClient(openai, tiers=[shared_tier], semantic=SEMANTIC)
+    try:
+        near = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "How can I lose weight quickly?"}]
+        )
+        assert near.cache_match == "semantic"
+        assert near.cache_key == written.stdout.strip()
+        await client.clear_cache()
+    finally:
+        await client.close()
+
+
 def test_a_cleared_entry_takes_its_vector_along(
     tmp_path: Path, make_client: Callable[..., Any]
 ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -81,6 +82,8 @@ class SemanticMatcher:
         self._indexes: dict[str, PartitionIndex] = {}
         self._synced: dict[str, float] = {}
         self._pending: OrderedDict[str, tuple[Query, Any]] = OrderedDict()
+        self._listers: dict[str, Any] = {}  # tier label -> a sync store that lists its keys
+        self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._prefix = physical_key(namespace, "")
         if config.problem is not None:
@@ -180,15 +183,19 @@ class SemanticMatcher:
 
     def _wanted(self, plan: Any, query: Query, vector: Any) -> bool:
         """Keep the question for its answer's store; tell whether to look for a match."""
-        self._pending[plan.pkey] = (query, vector)
-        if len(self._pending) > PENDING:
-            self._pending.popitem(last=False)
+        with self._lock:
+            self._pending[plan.pkey] = (query, vector)
+            if len(self._pending) > PENDING:
+                self._pending.popitem(last=False)
         return bool(plan.read_tiers) and plan.request.options.semantic
 
     def _index(self, partition: str) -> PartitionIndex:
         index = self._indexes.get(partition)
         if index is None:
-            index = self._indexes[partition] = PartitionIndex(int(self.embedder.dim))
+            with self._lock:
+                index = self._indexes.get(partition)
+                if index is None:
+                    index = self._indexes[partition] = PartitionIndex(int(self.embedder.dim))
         return index
 
     def _candidates(self, query: Query, vector: Any) -> list[tuple[float, Member]]:
@@ -221,9 +228,13 @@ class SemanticMatcher:
             self._skip("verifier", f"semantic verifier failed: {exc!r}")
             return False
 
-    def _due(self, partition: str, tiers: Sequence[Tier]) -> list[Tier]:
-        """Return the shared tiers to list now for a partition's vectors."""
-        listing = [t for t in tiers if t.shared and t.caps.listing]
+    def _due(self, partition: str, tiers: Sequence[Tier], listed: bool = True) -> list[Tier]:
+        """Return the shared tiers to list now for a partition's vectors.
+
+        :param listed: only those whose store lists its keys (async stores never do: their
+            keys are listed through a sync store, see :meth:`_lister`).
+        """
+        listing = [t for t in tiers if t.shared and (t.caps.listing or not listed)]
         if not listing:
             return []
         now = time.monotonic()
@@ -255,9 +266,14 @@ class SemanticMatcher:
             steps = tiers.lookup_steps(pkey, plan.read_tiers, plan.max_age, plan, check)
             found, fresh = tiers.run(steps, plan)
             if fresh:
-                return Near(found, member.key, similarity)
+                return self._near(plan, found, member, similarity)
             self._indexes[query.partition].remove(member.key)  # its entry is gone
         return None
+
+    def _near(self, plan: Any, found: Found, member: Member, similarity: float) -> Near:
+        with self._lock:  # served from another entry: nothing of this call will be stored
+            self._pending.pop(plan.pkey, None)
+        return Near(found, member.key, similarity)
 
     async def alookup(self, engine: Any, plan: Any, adapter: Any, stream: bool) -> Near | None:
         """The async twin of :meth:`lookup`."""
@@ -268,11 +284,11 @@ class SemanticMatcher:
         if vector is None or not self._wanted(plan, query, vector):
             return None
         tiers = engine.tiers
-        for tier in self._due(query.partition, plan.read_tiers):
-            backend = tier.backend
-            if not isinstance(backend, SyncToAsync):
-                continue  # a native async store lists nothing here: its own vectors only
-            keys = await asyncio.to_thread(self._listed, tier, query.partition, backend.backend)
+        for tier in self._due(query.partition, plan.read_tiers, listed=False):
+            lister = await asyncio.to_thread(self._lister, tier)
+            if lister is None:
+                continue
+            keys = await asyncio.to_thread(self._listed, tier, query.partition, lister)
             await tiers.run(self._fetch_steps(tier, query.partition, keys), plan)
         check = engine.checker(plan, adapter, stream)
         for similarity, member in self._candidates(query, vector):
@@ -280,11 +296,35 @@ class SemanticMatcher:
             steps = tiers.lookup_steps(pkey, plan.read_tiers, plan.max_age, plan, check)
             found, fresh = await tiers.run(steps, plan)
             if fresh:
-                return Near(found, member.key, similarity)
+                return self._near(plan, found, member, similarity)
             self._indexes[query.partition].remove(member.key)
         return None
 
     # -- vectors of other processes ----------------------------------------------------------
+
+    def _lister(self, tier: Tier) -> Any:
+        """Return a sync store listing an async tier's keys: the store a worker thread serves
+        it from, or one built from its URL (async stores do not list), kept per tier."""
+        if isinstance(tier.backend, SyncToAsync):
+            return tier.backend.backend
+        with self._lock:
+            if tier.label in self._listers:
+                return self._listers[tier.label]
+        try:
+            scheme = tier.url.scheme
+            if scheme not in self._registry.schemes():
+                scheme = scheme.split("+", 1)[0]  # as the tier was built
+            spec = self._registry.backend(scheme)
+            made = spec.factory(
+                tier.url.url, **declared_options(spec.factory, {"timeout": tier.timeout})
+            )
+            lister = made if getattr(made, "supports_scan", False) else None
+        except Exception as exc:
+            self._skip("listing", f"could not list semantic vectors in {tier.label}: {exc!r}")
+            lister = None
+        with self._lock:
+            self._listers[tier.label] = lister
+        return lister
 
     def _listed(self, tier: Tier, partition: str, backend: Any = None) -> list[str]:
         """Return the keys of a partition's vector records in a shared tier."""
@@ -340,7 +380,8 @@ class SemanticMatcher:
 
         :param store_steps: the tiers' ``store_steps``.
         """
-        pending = self._pending.pop(plan.pkey, None)
+        with self._lock:
+            pending = self._pending.pop(plan.pkey, None)
         if pending is None:
             return
         query, vector = pending

@@ -16,6 +16,7 @@ from .embedders import _need
 __all__ = ["MiniLMEmbedder"]
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+BATCH = 64
 
 
 class MiniLMEmbedder:
@@ -49,28 +50,36 @@ class MiniLMEmbedder:
     def _dense(self, x: Any, prefix: str) -> Any:
         return x @ self._w[prefix + ".weight"].T + self._w[prefix + ".bias"]
 
-    def _encode(self, ids: list[int]) -> Any:
+    def _encode(self, batch: list[list[int]]) -> Any:
+        """Return the unit sentence vectors of token id lists, padded into one batch."""
         np, w = self._np, self._w
-        n = len(ids)
+        count, n = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((count, n), dtype=np.int64)
+        mask = np.zeros((count, n), dtype=np.float32)
+        for row, tokens in enumerate(batch):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1.0
         x = (
             w["embeddings.word_embeddings.weight"][ids]
             + w["embeddings.position_embeddings.weight"][:n]
             + w["embeddings.token_type_embeddings.weight"][0]
         )
         x = self._norm(x, "embeddings.LayerNorm")
-        size = x.shape[1] // self.heads
+        size = x.shape[-1] // self.heads
+        # padding is never attended to
+        blocked = ((1.0 - mask) * -1e9)[:, None, None, :]
         for layer in range(self.layers):
             p = f"encoder.layer.{layer}."
             q, k, v = (
                 self._dense(x, p + f"attention.self.{name}")
-                .reshape(n, self.heads, size)
-                .transpose(1, 0, 2)
+                .reshape(count, n, self.heads, size)
+                .transpose(0, 2, 1, 3)
                 for name in ("query", "key", "value")
             )
-            scores = q @ k.transpose(0, 2, 1) / math.sqrt(size)
+            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(size) + blocked
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
-            context = (scores @ v).transpose(1, 0, 2).reshape(n, -1)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(count, n, -1)
             x = self._norm(
                 x + self._dense(context, p + "attention.output.dense"),
                 p + "attention.output.LayerNorm",
@@ -78,14 +87,20 @@ class MiniLMEmbedder:
             hidden = self._dense(x, p + "intermediate.dense")
             hidden = 0.5 * hidden * (1.0 + _erf(np, hidden / math.sqrt(2.0)))
             x = self._norm(x + self._dense(hidden, p + "output.dense"), p + "output.LayerNorm")
-        pooled = x.mean(0)
-        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, 1e-12)
 
     def embed(self, texts: Sequence[str]) -> Any:
-        """Return unit vectors of the texts."""
+        """Return unit vectors of the texts (batched by length, so padding stays small)."""
         np = self._np
-        encodings = self._tokenizer.encode_batch(list(texts))
-        return np.stack([self._encode(e.ids) for e in encodings]).astype("float32")
+        encodings = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
+        out = np.zeros((len(encodings), self.dim), dtype=np.float32)
+        for at in range(0, len(order), BATCH):
+            rows = order[at : at + BATCH]
+            out[rows] = self._encode([encodings[i] for i in rows])
+        return out
 
 
 def _erf(np: Any, x: Any) -> Any:
