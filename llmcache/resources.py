@@ -29,6 +29,7 @@ _HEADERS = {
     "cache_key": "llmcache-key",
     "cache_strategy": "llmcache-strategy",
     "cache_tier": "llmcache-tier",
+    "cache_semantic": "llmcache-semantic",
 }
 
 
@@ -47,6 +48,10 @@ def as_headers(kwargs: dict[str, Any], sdk_cache_control: bool, provider: str) -
         value = getattr(options, option[len("cache_") :])
         if option == "cache_strategy" and value == "tiered":
             continue
+        if option == "cache_semantic":
+            if value:
+                continue
+            value = "off"
         if value is None:
             continue
         if option == "cache_ttl":

@@ -21,6 +21,8 @@ class _CacheAttributes:
     cache_tokens_saved: int = 0
     cache_tier: str | None = None
     cache_key: str = ""
+    cache_match: str | None = None
+    cache_similarity: float | None = None
 
 
 class RecordingStream(_CacheAttributes):

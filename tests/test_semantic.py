@@ -349,3 +349,15 @@ def test_the_default_embedder_loads_without_a_network(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(1, 256)"
     assert not any(tmp_path.iterdir())  # nothing written to a download cache
+
+
+def test_the_wrapper_s_raw_responses_carry_the_match_and_its_switch(semantic_client: Any) -> None:
+    ask(semantic_client, "How can I lose weight fast?")
+    messages = [SYSTEM, {"role": "user", "content": "How can I lose weight quickly?"}]
+    raw = semantic_client.chat.completions.with_raw_response.create(model=MODEL, messages=messages)
+    assert raw.headers["llmcache-match"] == "semantic"
+    off = semantic_client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=messages, cache_semantic=False
+    )
+    assert "llmcache-match" not in off.headers
+    assert semantic_client.stats().semantic_hits == 1

@@ -89,9 +89,30 @@ def test_changed_or_swapped_units_never_pass(a: str, b: str, amount: int) -> Non
     )
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.permutations(["ethanol", "acid", "water", "salt", "sugar"]))
+def test_the_same_words_in_another_order_never_pass(order: list[str]) -> None:
+    first = (
+        "How do I turn "
+        + " into ".join(["ethanol", "acid"])
+        + " with "
+        + " and ".join(["water", "salt", "sugar"])
+    )
+    words = iter(order)
+    second = f"How do I turn {next(words)} into {next(words)} with {next(words)} and " + (
+        f"{next(words)} and {next(words)}"
+    )
+    assert same_answer_tokens(first, second) == (
+        order == ["ethanol", "acid", "water", "salt", "sugar"]
+    )
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [
+        ("Do you believe there is life after death?", "Do you believe there is death after life?"),
+        ("What is the difference between C and C++?", "What is the difference between C and C#?"),
+        ("What does = mean in Python?", "What does == mean in Python?"),
         ("Flights to Paris tomorrow", "Flights from Paris tomorrow"),
         ("Which came first, the Moon or Mars?", "Which came later, the Moon or Mars?"),
         ("Is Tokyo bigger than London?", "Is London bigger than Tokyo?"),

@@ -4,10 +4,10 @@ Embeddings place "order 48213" next to "order 48231" and "10 USD to EUR" next to
 USD": short edits that change the answer barely move a sentence vector. So a candidate is
 served only when both questions carry the same answer-determining tokens, in the same
 order: numbers (dates and amounts included), units and currencies, quoted strings,
-identifiers, URLs, names; the same negations and question words ("where" is not "when"); no
-word of one whose opposite is in the
-other (``first``/``last``, ``to``/``from``, ``safe``/``unsafe``); and lengths within a
-bound. Each check errs towards a miss: a miss costs one upstream call, a wrong hit a wrong
+identifiers, URLs, names, symbols and words of other scripts (``C++`` is not ``C#``); the
+same negations and question words ("where" is not "when"); no word of one whose opposite is
+in the other (``first``/``last``, ``to``/``from``, ``safe``/``unsafe``); and lengths within
+a bound. Each check errs towards a miss: a miss costs one upstream call, a wrong hit a wrong
 answer.
 """
 
@@ -23,6 +23,10 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w.+-]+@[\w-]+\.[\w.]+\b", re.I)
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|`([^`]+)`|(?<!\w)'([^']+)'(?!\w)")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\u2019_-]*|\d\w*")
+# C++ and C#, "=" and "==", words in other scripts: what the word pattern does not see
+_SYMBOLIC = re.compile(
+    r"\b[A-Za-z]\w*[#+]+|[^\w\s.,!?;:'\"()\[\]{}\u2019\u201c\u201d-]+|[^\x00-\x7f]+"
+)
 _IDENTIFIER = re.compile(r"\b(?=\w*[\d_])(?=\w*[A-Za-z])\w+\b|\b\w+(?:\.\w+)+\b")
 
 UNITS = frozenset(
@@ -322,6 +326,53 @@ for _a, _b in _OPPOSITES:
     OPPOSITE[_a] = OPPOSITE.get(_a, frozenset()) | {_b}
     OPPOSITE[_b] = OPPOSITE.get(_b, frozenset()) | {_a}
 # What kind of answer a question asks for: "where was he born" is not "when".
+# words too common to carry the order of a question's meaning
+_FILLER = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "to",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "do",
+        "does",
+        "did",
+        "i",
+        "you",
+        "we",
+        "it",
+        "this",
+        "that",
+        "and",
+        "or",
+        "but",
+        "with",
+        "by",
+        "as",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "my",
+        "your",
+        "our",
+    ]
+)
 ASKS = frozenset(["how", "what", "why", "where", "when", "who", "whom", "whose", "which"])
 _PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "anti", "a")
 
@@ -334,6 +385,7 @@ class Signature:
     :param negations: the negations, counted.
     :param asks: the question words (how, why, where...).
     :param words: every word, lower-cased.
+    :param content: the words that are not fillers, in order.
     :param length: the length of the question in characters, spaces collapsed.
     """
 
@@ -341,6 +393,7 @@ class Signature:
     negations: tuple[str, ...]
     asks: frozenset[str]
     words: frozenset[str]
+    content: tuple[str, ...]
     length: int
 
 
@@ -361,6 +414,8 @@ def signature(text: str) -> Signature:
         spans.append((match.start(), "q:" + quoted.strip().lower()))
     for match in _IDENTIFIER.finditer(rest):
         spans.append((match.start(), "id:" + match.group(0).lower()))
+    for match in _SYMBOLIC.finditer(rest):
+        spans.append((match.start(), "s:" + match.group(0).lower()))
     for match in _NUMBER.finditer(rest):
         spans.append((match.start(), "n:" + _number(match.group(0))))
     negations: list[str] = []
@@ -386,7 +441,8 @@ def signature(text: str) -> Signature:
     key = tuple(dict.fromkeys(s for _, s in spans))  # one token once, first place kept
     length = len(" ".join(text.split()))
     asks = frozenset(w for w in words if w in ASKS)
-    return Signature(key, tuple(sorted(negations)), asks, frozenset(words), length)
+    content = tuple(w for w in words if w not in _FILLER)
+    return Signature(key, tuple(sorted(negations)), asks, frozenset(words), content, length)
 
 
 def _names(sig: Signature) -> set[str]:
@@ -429,6 +485,10 @@ def same_answer_tokens(a: str, b: str) -> bool:
     if sa.negations != sb.negations or sa.asks != sb.asks:
         return False
     if not _ordered(sa, sb):
+        return False
+    # the same words in another order: "life after death", "death after life" (an embedding
+    # that averages word vectors scores the two 1.0)
+    if sa.content != sb.content and sorted(sa.content) == sorted(sb.content):
         return False
     return not _opposed(sa, sb)
 
