@@ -13,6 +13,7 @@ from conftest import MODEL
 
 from llmcache import ConfigError
 from llmcache.serve import ServeApp, ServeConfig, create_app
+from llmcache.serve.activity import MAX_GROUPS, OTHER, Activity, Served
 from llmcache.simulator import Simulator
 from tests.serve_fixtures import in_process
 
@@ -391,3 +392,14 @@ async def test_an_upstream_slower_than_the_timeout_is_a_504(sim: Simulator) -> N
 def test_a_bad_setting_is_named(options: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(says)):
         create_app(ServeConfig(tiers=("memory://",), **options))
+
+
+def test_the_dashboard_counts_a_bounded_number_of_models() -> None:
+    activity = Activity(recent=10)
+    for number in range(MAX_GROUPS + 50):
+        activity.served(
+            Served(0.0, "/v1/chat/completions", f"m{number}", 200, "miss", "", None, 1.0, False)
+        )
+    assert len(activity.models) == MAX_GROUPS + 1
+    assert activity.models[OTHER]["requests"] == 50
+    assert len(activity.recent) == 10

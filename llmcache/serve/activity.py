@@ -21,6 +21,8 @@ __all__ = ["Activity", "Served"]
 
 BUCKET_SECONDS = 5
 BUCKETS = 180  # fifteen minutes
+MAX_GROUPS = 500  # models and tiers counted apart; callers choose model names, so a bound
+OTHER = "(other)"
 
 
 @dataclass(slots=True)
@@ -88,28 +90,30 @@ class Activity:
         self.outcomes[record.outcome] = self.outcomes.get(record.outcome, 0) + 1
         bucket = self._now_bucket(record.at)
         bucket["requests"] += 1
-        model = self.models.get(record.model)
-        if model is None:
-            model = self.models[record.model] = _group()
+        model = self._group(self.models, record.model)
         model["requests"] += 1
         if record.outcome in ("hit", "stale"):
             bucket["hits"] += 1
             model["hits"] += 1
 
+    @staticmethod
+    def _group(groups: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+        found = groups.get(name)
+        if found is None:
+            if len(groups) >= MAX_GROUPS:
+                name = OTHER
+            found = groups.get(name)
+            if found is None:
+                found = groups[name] = _group()
+        return found
+
     @hookimpl
     def llmcache_on_hit(self, event: CacheEvent) -> None:
         """Add what a hit saved, per model, per tier and over time."""
         model = str(event.request.params.get("model") or "")
-        tier = event.tier or "in flight"
-        group = self.tiers.get(tier)
-        if group is None:
-            group = self.tiers[tier] = _group()
+        group = self._group(self.tiers, event.tier or "in flight")
         group["hits"] += 1
-        for where in (
-            group,
-            self.models.setdefault(model, _group()),
-            self._now_bucket(time.time()),
-        ):
+        for where in (group, self._group(self.models, model), self._now_bucket(time.time())):
             where["tokens_saved"] += event.tokens_saved
             where["cost_saved_usd"] += event.cost_saved_usd
 

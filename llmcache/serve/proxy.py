@@ -64,7 +64,11 @@ _OUTCOME = frozenset({b"llmcache-status", b"llmcache-tier", b"age", b"content-ty
 
 
 class _TooLarge(Exception):
-    pass
+    """The request body is over the limit."""
+
+
+class _Gone(Exception):
+    """The client disconnected before its request body was whole."""
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -73,7 +77,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise anyio.EndOfStream
+            raise _Gone
         piece = message.get("body", b"")
         size += len(piece)
         if size > limit:
@@ -139,8 +143,8 @@ class Proxy:
             body = await _read_body(receive, self.max_body_bytes)
         except _TooLarge:
             return await self._refuse(send, where, 413, self._too_large(), path, arrived, started)
-        except anyio.EndOfStream:
-            return  # the client left before its request was whole
+        except _Gone:
+            return  # nobody is left to answer
         model = ""
         if cached:
             problem = self._check(headers, body)
@@ -271,6 +275,9 @@ class Proxy:
                 await send({"type": "http.response.body", "body": b""})
             except OSError:  # the client went away while we wrote
                 pass
+            except self.lib.TransportError as exc:  # the upstream broke off mid-stream
+                # the status is sent already: end the body; an unfinished stream is never stored
+                log.warning("upstream stream broke off: %s", type(exc).__name__)
             finally:
                 with anyio.CancelScope(shield=True):
                     await response.aclose()
