@@ -361,3 +361,12 @@ def test_the_wrapper_s_raw_responses_carry_the_match_and_its_switch(semantic_cli
     )
     assert "llmcache-match" not in off.headers
     assert semantic_client.stats().semantic_hits == 1
+
+
+def test_the_readme_recipe_serves_a_paraphrase_and_not_an_edit(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    from tests.recipes import run_recipe
+
+    lines = run_recipe("semantic", tmp_path, sim).splitlines()
+    assert lines == ["semantic 0.93 True", "None"]
