@@ -403,3 +403,22 @@ def test_the_dashboard_counts_a_bounded_number_of_models() -> None:
     assert len(activity.models) == MAX_GROUPS + 1
     assert activity.models[OTHER]["requests"] == 50
     assert len(activity.recent) == 10
+
+
+def test_the_isolation_secret_is_kept_for_the_workers_and_restarts(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("LLMCACHE_SERVE_SECRET", raising=False)
+    first = ServeConfig(tiers=("memory://",), isolate_by_key=True)
+    again = ServeConfig(tiers=("memory://",), isolate_by_key=True)
+    assert first.secret == again.secret
+    assert len(first.secret) == 64
+    secret_file = tmp_path / "llmcache" / "serve-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert ServeConfig.from_json(first.to_json()) == first
+    monkeypatch.setenv("LLMCACHE_SERVE_SECRET", "given-by-the-operator")
+    assert ServeConfig(tiers=("memory://",), isolate_by_key=True).secret == "given-by-the-operator"
+    shown = repr(ServeConfig(tiers=("memory://",), isolate_by_key=True, admin_token="t" * 20))
+    assert "given-by-the-operator" not in shown
+    assert "t" * 20 not in shown

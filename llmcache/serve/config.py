@@ -85,7 +85,7 @@ class ServeConfig:
     upstream_anthropic: str = "https://api.anthropic.com"
     namespace: str = "default"
     isolate_by_key: bool = False
-    admin_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = DEFAULT_MAX_BODY
     default_ttl: float | None = 86400
     upstream_timeout: float = 600.0
