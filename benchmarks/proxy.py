@@ -3,7 +3,8 @@
 Hits per second, latency percentiles and CPU per hit of the proxy at 64 connections with
 ``wrk`` (Debian's package) posting the typical chat request, for the memory, SQLite and Redis
 tiers, and LiteLLM's proxy with its in-memory cache on the same workload when it is
-installed (``--litellm PATH`` to its ``litellm`` command, in a virtualenv of its own); then
+installed (``--litellm PATH`` to its ``litellm`` command, in a virtualenv of its own:
+``python -m venv VENV && VENV/bin/pip install 'litellm[proxy]'``); then
 the miss overhead: the proxy in front of the simulator against the simulator alone, one
 connection, a new request each time. Every server is started here, on free 127.0.0.1 ports,
 and stopped at the end; every load run is bounded by ``wrk -d``. The figures go to
@@ -284,6 +285,16 @@ def prime(url: str, body: str) -> str:
     return response.headers.get("llmcache-status", "")
 
 
+def litellm_version(command: str) -> str:
+    """Return the version of LiteLLM installed beside its ``litellm`` command."""
+    python = Path(command).resolve().parent / "python"
+    code = "import importlib.metadata as m; print(m.version('litellm'))"
+    done = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    return done.stdout.strip() or "(version unknown)"
+
+
 def litellm_config(workdir: Path, sim: Simulator) -> Path:
     """Write a LiteLLM proxy config: the simulator as the model, the in-memory cache on."""
     model = chat_request()["model"]
@@ -406,7 +417,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                         hits_script,
                         args.connections,
                         args.seconds,
-                        "LiteLLM proxy, in-memory cache",
+                        f"LiteLLM proxy {litellm_version(litellm)}, in-memory cache",
                         sim,
                         pid,
                     )
