@@ -31,6 +31,7 @@ import numpy as np
 from openai import OpenAI
 
 from llmcache import CachedClient
+from llmcache.plugins import get_registry
 from llmcache.semantic.calibration import (
     CalibrationError,
     Pair,
@@ -64,8 +65,7 @@ def _rule(
 
 
 def quality(pairs: list[Pair], embedder: Any, target: float) -> dict[str, Any]:
-    """Calibrate on one half, measure every rule on the other."""
-    random.Random(SEED).shuffle(pairs)
+    """Calibrate on one half, measure every rule on the other (``pairs`` come shuffled)."""
     half = len(pairs) // 2
     calibration, held_out = pairs[:half], pairs[half:]
     started = time.perf_counter()
@@ -250,6 +250,39 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _table(rules: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| rule | threshold | served | false hits | precision | false-hit bound | recall |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rules:
+        lines.append(
+            f"| {r['rule']} | {r['threshold']:.3f} | {r['served']:,} | {r['false_hits']:,} | "
+            f"{_pct(r['precision'])} | {_pct(r['false_hit_upper_bound'])} | {r['recall']:.3f} |"
+        )
+    return lines
+
+
+def _other_embedder(data: dict[str, Any]) -> list[str]:
+    """Return the subsection of a run on another embedder and a sample of the pairs."""
+    q, e = data["quality"], data["edits"]
+    peers = ", ".join(f"{name}: {e[name]}" for name, _ in PEERS)
+    return [
+        "",
+        f"### {data['embedder']}, {q['pairs']:,} pairs",
+        "",
+        f"`python -m benchmarks.semantic --embedder {data['name']} --limit {q['pairs']}` "
+        f"({data['when']}): the first {q['pairs']:,} pairs of the same shuffle, halved the "
+        f"same way ({q['held_out_pairs']:,} held out, {q['held_out_positives']:,} labelled "
+        "the same).",
+        "",
+        *_table(q["rules"]),
+        "",
+        f"- Answer-changing edits served: llmcache **{e['llmcache_checks_at_loosest']}** "
+        f"with its checks at {e['loosest']}; {peers}.",
+    ]
+
+
 def section(data: dict[str, Any]) -> str:
     """Return the "Semantic matching" section of ``RESULTS.md``."""
     q = data["quality"]
@@ -263,14 +296,8 @@ def section(data: dict[str, Any]) -> str:
         f"{q['held_out_pairs']:,} ({q['held_out_positives']:,} labelled the same). *Bound*: "
         "one-sided 95% Wilson upper bound on the false-hit rate among served pairs.",
         "",
-        "| rule | threshold | served | false hits | precision | false-hit bound | recall |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        *_table(q["rules"]),
     ]
-    for r in q["rules"]:
-        lines.append(
-            f"| {r['rule']} | {r['threshold']:.3f} | {r['served']:,} | {r['false_hits']:,} | "
-            f"{_pct(r['precision'])} | {_pct(r['false_hit_upper_bound'])} | {r['recall']:.3f} |"
-        )
     cal, noise, e = q["calibration"], q["label_noise"], data["edits"]
     lines += ["", f"- Target {cal['target']} on the bound: "]
     if "threshold" in cal:
@@ -311,6 +338,8 @@ def section(data: dict[str, Any]) -> str:
         f"- Exact hit, memory tier, p50 of block means: {h['plain']:.1f} µs without semantic "
         f"matching, {h['semantic']:.1f} µs with it configured (the step never runs on a hit)."
     )
+    for other in sorted(HERE.glob("semantic-*.json")):
+        lines += _other_embedder(json.loads(other.read_text()))
     return "\n".join(lines) + "\n"
 
 
@@ -334,22 +363,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edits", default=str(EDITS))
     parser.add_argument("--max-false-hits", type=float, default=0.01)
     parser.add_argument("--members", type=int, nargs="*", default=[50_000, 100_000])
+    parser.add_argument("--embedder", default="wordllama", help="a registered embedder")
+    parser.add_argument("--limit", type=int, help="use the first N pairs of the shuffle")
     args = parser.parse_args(argv)
     if not args.pairs:
         parser.error("give --pairs FILE (JSON lines a, b, same) or set LLMCACHE_QQP_PAIRS")
-    embedder = WordLlamaEmbedder()
+    embedder = get_registry().embedder(args.embedder)()
     data: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, "
         f"Python {platform.python_version()}",
         "embedder": embedder.name,
+        "name": args.embedder,
     }
-    data["quality"] = quality(load_pairs(args.pairs), embedder, args.max_false_hits)
+    pairs = load_pairs(args.pairs)
+    random.Random(SEED).shuffle(pairs)
+    if args.limit:
+        pairs = pairs[: args.limit]
+    data["quality"] = quality(pairs, embedder, args.max_false_hits)
     print(json.dumps(data["quality"]["rules"], indent=1), flush=True)
     threshold = data["quality"]["calibration"].get(
         "threshold", data["quality"]["calibration"].get("tightest_threshold")
     )
     data["edits"] = edits(Path(args.edits), embedder, threshold)
+    if args.embedder != "wordllama":  # quality only, beside the default embedder's run
+        (HERE / f"semantic-{args.embedder}.json").write_text(json.dumps(data, indent=1) + "\n")
+        print("\n".join(_other_embedder(data)))
+        return 0
     data["lookup"] = [lookup_cost(n) for n in args.members]
     data["exact_hits"] = exact_hits()
     (HERE / "semantic.json").write_text(json.dumps(data, indent=1) + "\n")

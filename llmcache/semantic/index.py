@@ -91,13 +91,17 @@ class PartitionIndex:
             count = len(self._members)
             if not self._rows:
                 return []
+            found = None
             if self._graph is not None:
                 want = min(k, len(self._rows))
-                labels, distances = self._graph.knn_query(vector[None, :], k=want)
-                found = [
-                    (1.0 - float(d), int(r)) for r, d in zip(labels[0], distances[0], strict=True)
-                ]
-            else:
+                try:
+                    labels, distances = self._graph.knn_query(vector[None, :], k=want)
+                except RuntimeError:  # fewer live neighbours reachable than asked for
+                    pass
+                else:
+                    pairs = zip(labels[0], distances[0], strict=True)
+                    found = [(1.0 - float(d), int(r)) for r, d in pairs]
+            if found is None:
                 scores = self._vectors[:count] @ vector
                 top = np.argpartition(scores, -k)[-k:] if count > k else np.arange(count)
                 found = [(float(scores[r]), int(r)) for r in top]
