@@ -370,3 +370,22 @@ def test_the_readme_recipe_serves_a_paraphrase_and_not_an_edit(
 
     lines = run_recipe("semantic", tmp_path, sim).splitlines()
     assert lines == ["semantic 0.93 True", "None"]
+
+
+def test_the_documented_embedder_plugin_serves_semantic_hits(
+    make_client: Callable[..., Any],
+) -> None:
+    import re
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "plugins.md").read_text()
+    block = re.search(r"## Embedders.*?```python\n(.*?)```", page, re.S)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(block.group(1), "plugins.md", "exec"), namespace)
+    client = make_client(
+        plugins=[namespace["TrigramPlugin"]()], semantic={"threshold": 0.7, "embedder": "trigrams"}
+    )
+    ask(client, "How can I lose weight fast?")
+    near = ask(client, "How can I lose weight quickly?")
+    assert near.cache_match == "semantic"
+    assert near.cache_similarity >= 0.7
