@@ -349,6 +349,23 @@ def test_in_strict_module():
     assert sim.count() == 3  # only the unmarked one called again
 
 
+def test_the_fixture_tells_a_test_its_mode_and_recording(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_bot="""
+import pytest
+
+@pytest.mark.llmcache(mode="strict")
+def test_strict(llmcache_recording):
+    assert llmcache_recording.mode == "strict"
+    assert llmcache_recording.store.path.name == "test_bot.jsonl"
+
+def test_off(llmcache_recording):
+    assert llmcache_recording is None
+"""
+    )
+    run(project).assert_outcomes(passed=2)
+
+
 def test_ini_options_choose_the_mode_and_the_directory(
     project: pytest.Pytester, sim: Simulator
 ) -> None:
