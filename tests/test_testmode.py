@@ -202,6 +202,24 @@ def test_other():
     assert "pytest --llmcache=record test_bot.py::test_greets" in output
 
 
+def test_a_strict_embeddings_miss_is_explained_per_input(project: pytest.Pytester) -> None:
+    source = (
+        CHAT
+        + """
+def test_embed():
+    client().embeddings.create(model="text-embedding-3-small", input=["red", "blue"])
+"""
+    )
+    project.makepyfile(test_bot=source)
+    run(project, "--llmcache=record").assert_outcomes(passed=1)
+    project.makepyfile(test_bot=source.replace('"blue"]', '"green"]'))
+    result = run(project, "--llmcache=strict")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "input: 'green' != 'red'" in output or "input: 'green' != 'blue'" in output
+    assert output.count("differing fields") == 1  # "red" was recorded: only "green" missed
+
+
 def test_strict_fails_even_when_the_code_under_test_swallows_the_error(
     project: pytest.Pytester, sim: Simulator
 ) -> None:
@@ -310,6 +328,9 @@ def test_recording_files_are_sorted_stable_and_untouched_by_a_replay(
         assert line["v"] == 1
         assert json.dumps(line["answer"], sort_keys=True, separators=(",", ":")) in text
     assert {r["kind"] for r in recorded} == {"json", "chunks", "embedding"}
+    assert all(r["request"] for r in recorded)  # each with the request it answers
+    inputs = [r["request"]["params"]["input"] for r in recorded if r["kind"] == "embedding"]
+    assert sorted(inputs) == ["a", "b"]  # embeddings are recorded per input
     run(project, "--llmcache=strict").assert_outcomes(passed=4)
     assert path.read_bytes() == raw
 

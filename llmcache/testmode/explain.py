@@ -180,7 +180,6 @@ def _explain_recording(
     unrecorded = len(lines) - len(recorded)
     if unrecorded:
         result.note = (
-            f"{unrecorded} answer(s) have no recorded request (inputs of per-input "
-            "embeddings calls) and are not compared"
+            f"{unrecorded} answer(s) were recorded without their request and are not compared"
         )
     return result

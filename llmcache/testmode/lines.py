@@ -72,7 +72,7 @@ class Line:
     :param key: the logical key.
     :param test: the node id of the test that recorded it.
     :param request: the canonical request (see :func:`request_record`), or ``None`` when
-        the cache did not report it (one input of a per-input embeddings call).
+        it was not known (a line written by hand).
     :param entry: the answer as the cache stores it (its ``key`` is filled in on use).
     """
 

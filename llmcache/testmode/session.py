@@ -25,10 +25,12 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import orjson
 
 from ..core import CacheCore
+from ..embeddings import split_inputs
 from ..events import CacheEvent
 from ..hookspecs import hookimpl
 from ..http.transport import AsyncCacheTransport, CacheTransport
 from ..keys import canonical_params
+from ..request import CacheRequest
 from .diff import nearest
 from .explain import render_miss
 from .lines import REDACTED, request_record
@@ -121,29 +123,76 @@ class Recording:
             inner = (_AsyncUpstream if is_async else _Upstream)(upstream, original)
             kind = AsyncCacheTransport if is_async else CacheTransport
             made = kind(inner, library=library, core=self.core(is_async))
+            door = made._door  # reads a request as the cache does, for explanations
             if self.mode == "strict":
-                inner.guard = lambda request, door=made._door: self.refuse(door, request)
+                inner.guard = lambda request: self.refuse(door, request)
+            else:
+                inner.guard = lambda request: self.note_inputs(door, request)
             self._transports[upstream] = made
         return made
+
+    @staticmethod
+    def _requests(door: Any, request: Any) -> list[Any] | None:
+        """Return the cached calls an upstream request carries: the call itself, or for
+        embeddings (cached per input) one call per input; ``None`` when it is no call of a
+        cached endpoint."""
+        call = door.read(request, request.content)
+        if call is None or not hasattr(call, "request"):
+            return None
+        whole = call.request
+        split = split_inputs(call.params.get("input")) if whole.endpoint == "embeddings" else None
+        if split is None:
+            return [whole]
+        return [
+            CacheRequest(
+                whole.endpoint,
+                {**call.params, "input": item},
+                whole.options,
+                whole.namespace,
+                whole.provider,
+            )
+            for item in split[0]
+        ]
+
+    @staticmethod
+    def _key(door: Any, request: CacheRequest) -> str | None:
+        try:
+            key: str = door.core.key_strategy.key(request)
+        except Exception:  # an argument without a stable key: the call is not cached
+            return None
+        return key
+
+    def note_inputs(self, door: Any, request: Any) -> None:
+        """Keep the request of each input of a per-input embeddings call on its way upstream
+        (the cache reports no request for them), so that its line says what it answers."""
+        calls = self._requests(door, request)
+        if calls is None or calls[0].endpoint != "embeddings":
+            return None
+        for one in calls:
+            key = self._key(door, one)
+            if key is not None:
+                self.store.note_request(key, self.record_of(one))
+        return None
 
     def refuse(self, door: Any, request: Any) -> Any:
         """In strict mode, answer a call the cache would send upstream with an explanation
         (and keep it to fail the test with); pass anything else through."""
-        call = door.read(request, request.content)
-        if call is None or not hasattr(call, "request"):
+        calls = self._requests(door, request)
+        if calls is None:
             return None
-        record = self.record_of(call.request)
-        try:
-            key = door.core.key_strategy.key(call.request)
-        except Exception as exc:  # an argument without a stable key: it bypassed the cache
-            key = f"(none: {exc})"
         recorded = [
             (line.key, line.test, line.request)
             for line in self.store.lines()
             if line.request is not None
         ]
-        found = nearest(record, recorded, limit=1, test=self.test)
-        message = render_miss(str(self.store.path), self.test, record, key, found, len(recorded))
+        messages = []
+        for one in calls[:3]:  # an embeddings call explains its first missing inputs
+            record = self.record_of(one)
+            key = self._key(door, one) or "(none: the request cannot have a stable key)"
+            found = nearest(record, recorded, limit=1, test=self.test)
+            path = str(self.store.path)
+            messages.append(render_miss(path, self.test, record, key, found, len(recorded)))
+        message = "\n\n".join(messages)
         self.misses.append(message)
         body = {"type": "error", "error": {"type": "llmcache_no_recording", "message": message}}
         return door.lib.Response(
@@ -156,7 +205,8 @@ class Recording:
 class _Upstream:
     """The transport a cache sends upstream through: the patched transport's own method.
 
-    :ivar guard: strict mode's refusal: returns a response instead of calling upstream.
+    :ivar guard: called with each request before it goes upstream; a response it returns
+        is the answer instead (strict mode's refusal), ``None`` lets the request go.
     """
 
     def __init__(self, transport: Any, original: Callable[..., Any]) -> None:
