@@ -507,11 +507,16 @@ def section(data: dict[str, Any], soak: dict[str, Any] | None) -> str:
         f"{data['load_average'][0]:.1f} at the start of the run and "
         f"{data['load_average'][1]:.1f} at the end (2 cores), so tails are longer than on an "
         "idle machine.",
-        "- The SQLite tier reads through one connection in a worker thread, so 64 callers "
-        "queue for it; a read slower than the tier's timeout (1 s) is skipped as a failed "
-        "tier (fail-open) and goes upstream, which is what a non-zero upstream count there "
-        "shows. A memory L1 in front of it (as in the workers row) takes the hot entries off it.",
     ]
+    sqlite = next((h for h in hits if "sqlite" in h["name"]), None)
+    if sqlite is not None and sqlite["upstream_calls"]:
+        lines.append(
+            "- The SQLite tier reads through one connection in a worker thread, so "
+            f"{data['connections']} callers queue for it; a read slower than the tier's "
+            "timeout (1 s) is skipped as a failed tier (fail-open) and goes upstream: the "
+            f"{sqlite['upstream_calls']} upstream call(s) of that row. A memory L1 in front "
+            "of it (as in the workers row) takes the hot entries off it."
+        )
     if soak is not None:
         lines += ["", "### Soak", "", soak_text(soak)]
     return "\n".join(lines) + "\n"
@@ -525,8 +530,10 @@ def soak_text(soak: dict[str, Any]) -> str:
         f"Redis killed and restarted empty at minute {soak['restart_at_minutes']:g}. "
         f"**{soak['failed']} failed** of {soak['requests']:,} requests "
         f"({soak['hits']:,} hits, {soak['misses']:,} misses, {soak['streams']:,} streams); "
-        f"proxy RSS {soak['rss_start_mb']:.1f} MB at start (after warm-up), "
-        f"{soak['rss_end_mb']:.1f} MB at the end."
+        f"proxy RSS {soak['rss_start_mb']:.1f} MB after the warm-up (the memory tier full), "
+        f"{soak['rss_end_mb']:.1f} MB at the end; every 30 s: "
+        + ", ".join(f"{mb:.0f}" for _, mb in soak.get("rss_mb", []))
+        + " MB."
     )
 
 

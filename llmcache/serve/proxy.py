@@ -119,7 +119,9 @@ class Proxy:
         self.anthropic_base = anthropic_base
         self.max_body_bytes = max_body_bytes
         self.record = record
-        self._urls: dict[str, Any] = {}  # parsed upstream URLs: parsing one costs ~10 us
+        # parsed upstream URLs: a Request built from one took ~12 us against ~30 us from the
+        # URL's text (timeit, httpx2 2.17), a tenth of a memory hit's time in the proxy
+        self._urls: dict[str, Any] = {}
         self.extensions = {
             "timeout": {"connect": 10.0, "read": timeout, "write": 60.0, "pool": timeout}
         }
@@ -195,7 +197,7 @@ class Proxy:
         if not isinstance(params, dict):
             return 400, f"the request body must be a JSON object, not {type(params).__name__}"
         model = params.get("model")
-        return model if isinstance(model, str) else ""
+        return model[:200] if isinstance(model, str) else ""  # callers choose it: bounded
 
     async def _refuse(
         self,
@@ -206,16 +208,17 @@ class Proxy:
         path: str,
         arrived: float,
         started: float,
-        record: bool = True,
+        counted: bool = True,
     ) -> None:
-        """Answer with an error of the proxy's own, in the provider's format."""
+        """Answer with an error of the proxy's own, in the provider's format (counted as an
+        API call's outcome unless ``counted`` is false)."""
         body = error_body(where.api, status, message)
         headers = [*_JSON, (b"content-length", b"%d" % len(body))]
         if status == 502 or status == 504:
             headers.append((b"llmcache-status", b"miss"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        if record and where.cached:
+        if counted and where.cached:
             latency = (time.perf_counter() - started) * 1000
             self.record(Served(arrived, path, "", status, "error", "", None, latency, False))
 
