@@ -220,6 +220,26 @@ def test_embed():
     assert output.count("differing fields") == 1  # "red" was recorded: only "green" missed
 
 
+def test_a_client_made_at_import_time_is_recorded_too(
+    project: pytest.Pytester, sim: Simulator
+) -> None:
+    project.makepyfile(
+        test_bot=CHAT
+        + """
+MADE_AT_IMPORT = client()
+
+def test_a():
+    MADE_AT_IMPORT.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "early"}]
+    )
+"""
+    )
+    run(project, "--llmcache=record").assert_outcomes(passed=1)
+    sim.stop()
+    run(project, "--llmcache=strict").assert_outcomes(passed=1)
+    assert sim.count() == 1
+
+
 def test_strict_fails_even_when_the_code_under_test_swallows_the_error(
     project: pytest.Pytester, sim: Simulator
 ) -> None:

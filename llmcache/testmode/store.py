@@ -239,7 +239,9 @@ class RecordingStore(BaseCacheBackend):
                 request = old.request
             line = Line(logical, self.test, request, entry, bytes(value))
             self._lines[pair] = self._fresh[pair] = line
-            self._index()
+            # one key's lines change: no need to index the whole file again
+            same = [other for other in self._by_key.get(logical, ()) if other.test != self.test]
+            self._by_key[logical] = [*same, line]
 
     def set_many(
         self, items: Mapping[str, bytes], ttl: float | None, *, created: float | None = None
