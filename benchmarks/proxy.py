@@ -547,7 +547,7 @@ def rewrite_results(path: Path = HERE / "RESULTS.md") -> None:
     if SECTION in text:
         start = text.index(SECTION)
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + new + (text[end + 1 :] if end != -1 else "")
+        text = text[:start] + new + ("\n" + text[end + 1 :] if end != -1 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + new
     path.write_text(text)
