@@ -23,9 +23,9 @@ __all__ = ["ServeProcess", "in_process", "start_serve"]
 def in_process(sim: Simulator, **options: Any) -> tuple[ServeApp, httpx2.AsyncClient]:
     """Return the proxy app over ``sim`` and an httpx2 client that calls it in-process."""
     options.setdefault("tiers", ("memory://",))
-    config = ServeConfig(
-        upstream_openai=sim.base_url, upstream_anthropic=sim.anthropic_base_url, **options
-    )
+    options.setdefault("upstream_openai", sim.base_url)
+    options.setdefault("upstream_anthropic", sim.anthropic_base_url)
+    config = ServeConfig(**options)
     app = create_app(config)
     client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://proxy")
     return app, client

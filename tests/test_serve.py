@@ -113,6 +113,23 @@ async def test_other_paths_are_proxied_untouched(proxy: Any, sim: Simulator) -> 
     assert sim.requests[0].headers["authorization"] == "Bearer sk-1"
 
 
+async def test_paths_under_messages_go_to_anthropic_and_other_methods_pass(
+    sim: Simulator,
+) -> None:
+    # a prefix on the Anthropic upstream shows which upstream each request went to
+    app, client = in_process(sim, upstream_anthropic=sim.anthropic_base_url + "/anthropic")
+    async with client:
+        counted = await client.post("/v1/messages/count_tokens", json=MESSAGES)
+        listed = await client.get("/v1/chat/completions?limit=1")
+    assert counted.status_code == listed.status_code == 404  # the simulator's answers
+    assert [(r.method, r.path) for r in sim.requests] == [
+        ("POST", "/anthropic/v1/messages/count_tokens"),
+        ("GET", "/v1/chat/completions"),
+    ]
+    assert app.core.stats_snapshot().requests == 0  # neither was a cached call
+    await app.transport.aclose()
+
+
 async def test_the_api_key_is_forwarded_and_control_headers_are_not(
     proxy: Any, sim: Simulator
 ) -> None:
