@@ -57,7 +57,7 @@ class _Server(ThreadingHTTPServer):
         host, port = self.socket.getsockname()[:2]
         self.server_name, self.server_port = str(host), int(port)
 
-    def handleerror(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore connection errors (clients hanging up mid-stream); stay silent on stderr."""
 
 
