@@ -389,3 +389,34 @@ def test_the_documented_embedder_plugin_serves_semantic_hits(
     near = ask(client, "How can I lose weight quickly?")
     assert near.cache_match == "semantic"
     assert near.cache_similarity >= 0.7
+
+
+def test_a_record_of_another_model_version_is_refused_once(
+    make_client: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = tmp_path / "calibration.json"
+    record.write_text(
+        json.dumps({"threshold": 0.5, "embedder": "wordllama", "embedder_model": "wordllama-v0"})
+    )
+    client = make_client(semantic={"calibration": str(record)})
+    with caplog.at_level(logging.WARNING, logger="llmcache"):
+        ask(client, "How can I lose weight fast?")
+        assert ask(client, "How can I lose weight quickly?").cache_match is None
+        assert ask(client, "How could I lose weight quickly?").cache_match is None
+    warned = [r for r in caplog.records if "'wordllama-v0'" in r.getMessage()]
+    assert len(warned) == 1
+    assert client.stats().semantic_errors == 3
+    assert ask(client, "How can I lose weight fast?").cache_match == "exact"
+
+
+def test_an_embedder_object_is_held_to_the_model_its_record_measured(
+    make_client: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = tmp_path / "calibration.json"
+    record.write_text(json.dumps({"threshold": 0.5, "embedder": "short", "embedder_model": "x"}))
+    with caplog.at_level(logging.WARNING, logger="llmcache"):
+        client = make_client(semantic={"calibration": str(record), "embedder": Short()})
+    assert client._core.semantic.config.threshold is None
+    assert any(
+        "measured with the embedder 'x', not 'short'" in r.getMessage() for r in caplog.records
+    )

@@ -143,11 +143,17 @@ def parse_semantic(option: Any) -> SemanticConfig | None:
                 named = record.get("embedder")
                 if embedder is None and named is not None:
                     embedder = named
-                if isinstance(embedder, str) and named is not None and named != embedder:
+                if not isinstance(embedder, str) and embedder is not None:
+                    # an embedder object: its name against the model the record measured
+                    named = record.get("embedder_model", named)
+                    embedder_name = getattr(embedder, "name", None)
+                else:
+                    embedder_name = embedder
+                if named is not None and embedder_name is not None and named != embedder_name:
                     settings.update(
                         threshold=None,
                         problem=f"the calibration record {str(path)!r} was measured with the "
-                        f"embedder {named!r}, not {embedder!r}",
+                        f"embedder {named!r}, not {embedder_name!r}",
                     )
                 else:
                     settings.update(threshold=float(record["threshold"]), record=record)

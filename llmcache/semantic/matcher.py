@@ -79,6 +79,7 @@ class SemanticMatcher:
         else:
             self._embedder = config.embedder
         self.client: Any = None
+        self._broken: Exception | None = None
         self._indexes: dict[str, PartitionIndex] = {}
         self._synced: dict[str, float] = {}
         self._pending: OrderedDict[str, tuple[Query, Any]] = OrderedDict()
@@ -116,11 +117,28 @@ class SemanticMatcher:
         :raises Exception: whatever its factory raised.
         """
         if self._embedder is None:
-            options = dict(self.config.embedder_options or {})
-            options.setdefault("client", self.client)
-            factory: Any = self._factory
-            self._embedder = factory(**declared_options(factory, options))
+            if self._broken is not None:  # built once: a model that failed to load stays so
+                raise self._broken
+            try:
+                self._embedder = self._build()
+            except Exception as exc:
+                self._broken = exc
+                raise
         return self._embedder
+
+    def _build(self) -> Any:
+        """Build the registered embedder, checked against the calibration record's model."""
+        options = dict(self.config.embedder_options or {})
+        options.setdefault("client", self.client)
+        factory: Any = self._factory
+        embedder = factory(**declared_options(factory, options))
+        measured = (self.config.record or {}).get("embedder_model")
+        if measured is not None and measured != getattr(embedder, "name", None):
+            raise ValueError(
+                f"the calibration record was measured with {measured!r}, and the embedder "
+                f"{self.config.embedder!r} is now {getattr(embedder, 'name', None)!r}"
+            )
+        return embedder
 
     def _vector(self, raw: Any) -> Any:
         """Return the unit vector of an embedder's answer for one text, or ``None``."""
