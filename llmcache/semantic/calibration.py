@@ -134,16 +134,21 @@ def choose(
         key=lambda item: -item[0],
     )
     best = None
+    tightest = (1.0, 1.0)  # the least bound any threshold reaches, and that threshold
     false_hits = 0
     for served, (score, same) in enumerate(ranked, start=1):
         false_hits += not same
-        last_of_tie = served == len(ranked) or ranked[served][0] < score
-        if last_of_tie and wilson_upper(false_hits, served) <= max_false_hits:
+        if served < len(ranked) and ranked[served][0] == score:
+            continue  # a threshold serves every pair of a tie
+        bound = wilson_upper(false_hits, served)
+        tightest = min(tightest, (bound, score))
+        if bound <= max_false_hits:
             best = score
     if best is None:
         raise CalibrationError(
             f"no threshold keeps the 95% upper bound on false hits within {max_false_hits}: "
-            "give more pairs, or a looser target"
+            f"the tightest these pairs allow is {tightest[0]:.4f} (threshold {tightest[1]:.4f}); "
+            "give more or cleaner pairs, or a looser target"
         )
     return best
 
