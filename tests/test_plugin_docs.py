@@ -40,7 +40,19 @@ TestListingBackend = DOCUMENTED["TestListingBackend"]
 
 
 def test_the_page_registers_what_it_says() -> None:
-    assert [type(p).__name__ for p in PLUGINS] == ["DictPlugin", "KeysPlugin", "TTLPlugin"]
+    registered = [type(p).__name__ for p in PLUGINS]
+    assert registered == ["DictPlugin", "KeysPlugin", "TTLPlugin", "EchoProvider"]
+
+
+def test_the_documented_provider_caches_its_sdk() -> None:
+    sdk = DOCUMENTED["EchoClient"]()
+    with CachedClient(sdk, plugins=PLUGINS) as client:
+        first = client.echoes.say(model="echo-1", prompt="hello there")
+        hit = client.echoes.say(model="echo-1", prompt="hello there")
+        assert client.stats().tokens_saved == 2
+    assert (first.cache_hit, hit.cache_hit) == (False, True)
+    assert type(hit) is DOCUMENTED["EchoAnswer"]
+    assert hit.lines == ["HELLO THERE"]
 
 
 def test_the_documented_objects_satisfy_the_protocols() -> None:
