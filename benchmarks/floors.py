@@ -62,8 +62,8 @@ def decode_payload(data: bytes) -> Any:
     :return: plain data, or the JSON text of a ``"json"`` entry.
     """
     _magic, _version, header, body, _signature = msgpack.unpackb(data)
-    if header[-1] != _INLINE:
-        if header[-1] == _ZLIB:
+    if header[7] != _INLINE:  # the body codec (optional token counts may follow)
+        if header[7] == _ZLIB:
             body = zlib.decompress(body)
         body = msgpack.unpackb(body)
     return body
