@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from llmcache_redis import RedisClusterBackend
 from tests.distributed_fixtures import (
     ReplicatedCluster,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from llmcache.codec import Codec, Entry
-from llmcache.keys import physical_key
+from llmcache._rules.keys import physical_key
+from llmcache._tiers.codec import Codec, Entry
 
 __all__ = ["OLD_AGE", "OLD_SCOPE", "FillResult", "Filler", "logical_key", "tier_backend"]
 

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import msgpack
 from openai.types.chat import ChatCompletion
 
-from llmcache.keys import physical_key, request_digest
-from llmcache.request import CacheOptions, CacheRequest
+from llmcache._rules.keys import physical_key, request_digest
+from llmcache._rules.request import CacheOptions, CacheRequest
 
 __all__ = [
     "ClusterStore",

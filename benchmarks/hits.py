@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmcache import CachedClient
-from llmcache.keys import physical_key
+from llmcache._rules.keys import physical_key
 from llmcache.providers import identity
 
 from .floors import (

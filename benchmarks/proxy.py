@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx2
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 from .workload import chat_request
 

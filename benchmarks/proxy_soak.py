@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx2
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 from .proxy import HERE, free_port, process, redis_server, rewrite_results, serve_argv
 from .workload import chat_request

@@ -31,7 +31,7 @@ import numpy as np
 from openai import OpenAI
 
 from llmcache import CachedClient
-from llmcache.plugins import get_registry
+from llmcache._plugins import get_registry
 from llmcache.semantic.calibration import (
     CalibrationError,
     Pair,
@@ -44,7 +44,7 @@ from llmcache.semantic.calibration import (
 )
 from llmcache.semantic.embedders import WordLlamaEmbedder
 from llmcache.semantic.index import Member
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 from .timing import percentile
 

@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from llmcache.codec import COMPRESS_THRESHOLD, Codec, Entry
+from llmcache._tiers.codec import COMPRESS_THRESHOLD, Codec, Entry
 
 from .workload import prose
 

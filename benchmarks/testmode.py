@@ -27,9 +27,9 @@ from typing import Any
 from openai import OpenAI
 
 import llmcache
-from llmcache.simulator import Simulator
 from llmcache.testmode.session import Recording, install, uninstall
 from llmcache.testmode.store import RecordingStore, open_recording
+from llmcache.tools.simulator import Simulator
 
 TARGET = 1.5
 TEST = "tests/test_bench.py::test_replay"

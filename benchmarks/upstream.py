@@ -71,7 +71,7 @@ class Upstream:
 
 def serve() -> None:
     """Run the simulator; answer ``count``, ``delay S`` and ``stop`` lines on stdin."""
-    from llmcache.simulator import Simulator
+    from llmcache.tools.simulator import Simulator
 
     with Simulator() as sim:
         print(sim.base_url, flush=True)

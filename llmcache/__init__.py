@@ -1,22 +1,23 @@
 """llmcache: a caching layer for OpenAI-compatible and Anthropic clients."""
 
-from .backends.base import (
+from llmcache import _moved
+from llmcache._observe.events import CacheEvent
+from llmcache._observe.stats import CacheStats
+from llmcache._plugins import register_plugin, unregister_plugin
+from llmcache._rules.keys import ExplicitKeyStrategy, KeyStrategy, RequestKeyStrategy
+from llmcache._rules.request import NEVER, CacheOptions, CacheRequest
+from llmcache._rules.ttl import FixedPolicy, IntentPolicy, TTLPolicy
+from llmcache._wrapper.client import AsyncCachedClient, CachedClient
+from llmcache.backends.base import (
     AsyncCacheBackend,
     BaseAsyncCacheBackend,
     BaseCacheBackend,
     CacheBackend,
 )
-from .client import AsyncCachedClient, CachedClient
-from .errors import BackendError, CacheMiss, ConfigError, LLMCacheError, MissingExtraError
-from .events import CacheEvent
-from .hookspecs import hookimpl, hookspec
-from .http import AsyncCacheTransport, CacheTransport, async_http_client, http_client
-from .keys import ExplicitKeyStrategy, KeyStrategy, RequestKeyStrategy
-from .plugins import register_plugin, unregister_plugin
-from .request import NEVER, CacheOptions, CacheRequest
-from .stats import CacheStats
-from .testmode import explain
-from .ttl import FixedPolicy, IntentPolicy, TTLPolicy
+from llmcache.errors import BackendError, CacheMiss, ConfigError, LLMCacheError, MissingExtraError
+from llmcache.hookspecs import hookimpl, hookspec
+from llmcache.http import AsyncCacheTransport, CacheTransport, async_http_client, http_client
+from llmcache.testmode import explain
 
 __version__ = "0.1.0"
 
@@ -54,3 +55,5 @@ __all__ = [
     "register_plugin",
     "unregister_plugin",
 ]
+
+_moved.install()  # modules moved in 0.2 keep their old import paths for one release

@@ -1,5 +1,5 @@
 """``python -m llmcache``: the command line."""
 
-from .cli import main
+from llmcache.tools.cli import main
 
 main()

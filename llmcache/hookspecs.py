@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import pluggy
 
-from .events import CacheEvent
+from llmcache._observe.events import CacheEvent
 
 __all__ = [
     "PROJECT",

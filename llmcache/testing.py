@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .backends.base import AsyncCacheBackend, BaseCacheBackend, CacheBackend, StoredEntry
-from .backends.capabilities import Capabilities, conform
-from .globs import escape
+from llmcache.backends.base import AsyncCacheBackend, BaseCacheBackend, CacheBackend, StoredEntry
+from llmcache.backends.capabilities import Capabilities, conform
+from llmcache.backends.globs import escape
 
 __all__ = ["AsyncBackendSuite", "BackendSuite"]
 
@@ -334,7 +334,7 @@ class BackendSuite:
     # -- one round trip through CachedClient ------------------------------------------------
 
     def _plugin(self, scheme: str) -> Any:
-        from .hookspecs import hookimpl
+        from llmcache.hookspecs import hookimpl
 
         suite = self
 
@@ -350,8 +350,8 @@ class BackendSuite:
 
     def test_a_round_trip_through_cached_client(self) -> None:
         openai = pytest.importorskip("openai", reason="the round trip wraps an OpenAI client")
-        from .client import CachedClient
-        from .simulator import Simulator
+        from llmcache._wrapper.client import CachedClient
+        from llmcache.tools.simulator import Simulator
 
         scheme = "conformance" + uuid.uuid4().hex[:8]
         ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

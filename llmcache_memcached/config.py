@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from llmcache.backends.base import reject_unknown_options
+from llmcache.backends.urls import redact
 from llmcache.errors import ConfigError
-from llmcache.urls import redact
 
 from .invalidation import DEFAULT_MAX_RULES
 from .values import DEFAULT_MAX_ITEM_SIZE

@@ -33,7 +33,7 @@ from typing import Any
 
 import msgpack
 
-from llmcache import globs
+from llmcache.backends import globs
 
 __all__ = [
     "CLOCK_MARGIN",

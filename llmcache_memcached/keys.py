@@ -19,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 
-from llmcache import globs
-from llmcache.keys import physical_key, split_physical_key
+from llmcache.backends import globs, physical_key, split_physical_key
 
 __all__ = [
     "MAX_KEY_LENGTH",

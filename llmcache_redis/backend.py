@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-from llmcache import globs
+from llmcache.backends import globs
 from llmcache.backends.base import BaseAsyncCacheBackend, BaseCacheBackend, StoredEntry
 from llmcache.errors import ConfigError
 

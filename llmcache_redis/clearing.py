@@ -26,8 +26,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from llmcache import globs
-from llmcache.keys import namespace_glob
+from llmcache.backends import globs, namespace_glob
 
 from .layout import (
     ALL_KEYS_GLOB,

@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from llmcache import globs
-from llmcache.keys import namespace_glob, split_physical_key
+from llmcache.backends import globs, namespace_glob, split_physical_key
 
 __all__ = [
     "ALL_KEYS_GLOB",

@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from llmcache.backends.base import reject_unknown_options
+from llmcache.backends.urls import redact
 from llmcache.errors import ConfigError
-from llmcache.urls import redact
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

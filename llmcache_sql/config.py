@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmcache.backends.base import reject_unknown_options
+from llmcache.backends.urls import redact
 from llmcache.errors import ConfigError, MissingExtraError
-from llmcache.urls import redact
 
 from . import dialects
 from .dialects import Driver

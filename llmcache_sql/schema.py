@@ -31,8 +31,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from llmcache.backends import split_physical_key
 from llmcache.errors import ConfigError
-from llmcache.keys import split_physical_key
 
 __all__ = [
     "KEY_LIMIT",

@@ -18,8 +18,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from llmcache import globs
-from llmcache.keys import KEY_PREFIX
+from llmcache.backends import KEY_PREFIX, globs
 
 from .schema import NAMESPACE_LIMIT, Schema, storage_key
 

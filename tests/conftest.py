@@ -9,7 +9,7 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 MODEL = "gpt-4o-mini"
 

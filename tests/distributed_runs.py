@@ -23,7 +23,7 @@ from typing import Any
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient
-from llmcache.simulator import Simulator, request_digest
+from llmcache.tools.simulator import Simulator, request_digest
 
 __all__ = ["Call", "Figures", "LogCapture", "fault_run", "questions"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.servers import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from typing import Any
 import httpx2
 
 from llmcache.serve import ServeApp, ServeConfig, create_app
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.servers import free_port, wait_for_port
 
 __all__ = ["ServeProcess", "in_process", "start_serve"]

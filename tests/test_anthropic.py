@@ -13,11 +13,11 @@ import pytest
 from anthropic.types import Message, TextBlock, ToolUseBlock
 
 from llmcache import AsyncCachedClient, CachedClient
-from llmcache.codec import Codec
-from llmcache.keys import physical_key
+from llmcache._rules.keys import physical_key
+from llmcache._tiers.codec import Codec
 from llmcache.providers.anthropic import ANTHROPIC
 from llmcache.providers.base import dump
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 MODEL = "claude-haiku-4-5"
 PATH = "/v1/messages"

@@ -20,7 +20,7 @@ from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletion
 
 from llmcache import CachedClient, MissingExtraError
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 MODEL = "gpt-4o-mini"
 CLAUDE = "claude-haiku-4-5"

@@ -21,9 +21,9 @@ import redis
 from openai import OpenAI
 
 from llmcache import CachedClient
-from llmcache.inventory import open_store
-from llmcache.keys import physical_key
-from llmcache.simulator import Simulator
+from llmcache._rules.keys import physical_key
+from llmcache.tools.inventory import open_store
+from llmcache.tools.simulator import Simulator
 from tests.memcached_fixtures import MemcachedServer, memcached_servers
 from tests.redis_fixtures import RedisServer, redis_server
 
@@ -33,9 +33,9 @@ DAY = 86400.0
 
 
 def llmcache(*args: str, answer: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m llmcache.cli ARGS`` and return what it did."""
+    """Run ``python -m llmcache.tools.cli ARGS`` and return what it did."""
     return subprocess.run(
-        [sys.executable, "-m", "llmcache.cli", *args],
+        [sys.executable, "-m", "llmcache.tools.cli", *args],
         input=answer,
         capture_output=True,
         text=True,

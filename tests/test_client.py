@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.responses import Response
 
 from llmcache import AsyncCachedClient, CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 
 def test_repeated_chat_is_a_hit_that_never_reaches_upstream(client: Any, sim: Simulator) -> None:

@@ -8,8 +8,8 @@ from conftest import chat
 from openai import AsyncOpenAI
 
 from llmcache import AsyncCacheTransport, ConfigError
-from llmcache.core import CacheCore
-from llmcache.simulator import Simulator
+from llmcache._engine.core import CacheCore
+from llmcache.tools.simulator import Simulator
 
 
 async def test_derived_namespaces_share_tiers_and_stats_but_not_entries(sim: Simulator) -> None:

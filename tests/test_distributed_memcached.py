@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from llmcache_memcached.keys import entry_key
 from llmcache_memcached.pool import ServerPool
 from tests.distributed_runs import fault_run

@@ -21,7 +21,7 @@ from openai import OpenAI
 from redis.crc import key_slot
 
 from llmcache import CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.distributed_fixtures import ReplicatedCluster, replicated_cluster, reshard
 from tests.distributed_runs import LogCapture, fault_run, questions
 from tests.redis_fixtures import start_redis_cluster

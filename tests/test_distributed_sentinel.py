@@ -14,7 +14,7 @@ import pytest
 from openai import OpenAI
 
 from llmcache import BackendError, CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from llmcache_redis.plugin import async_from_url, from_url
 from llmcache_redis.sentinel import AsyncRedisSentinelBackend, RedisSentinelBackend
 from tests.distributed_fixtures import SentinelGroup, sentinel_group

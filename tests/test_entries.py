@@ -10,12 +10,12 @@ import msgpack
 from conftest import chat
 from openai.types.chat import ChatCompletion
 
+from llmcache._observe.stats import FOLD_AT, StatsRecorder
+from llmcache._rules.keys import physical_key
+from llmcache._tiers.codec import Codec
 from llmcache.backends.memory import MemoryBackend
-from llmcache.codec import Codec
-from llmcache.keys import physical_key
 from llmcache.providers.base import compact_json
-from llmcache.simulator import Simulator
-from llmcache.stats import FOLD_AT, StatsRecorder
+from llmcache.tools.simulator import Simulator
 
 
 def _stored(client: Any, key: str) -> Any:

@@ -13,8 +13,8 @@ from conftest import chat
 from plugins_for_tests import BROKEN, STORES, TestBackends
 
 from llmcache import BackendError
-from llmcache.keys import physical_key
-from llmcache.simulator import Simulator
+from llmcache._rules.keys import physical_key
+from llmcache.tools.simulator import Simulator
 
 
 @pytest.fixture

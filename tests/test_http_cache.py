@@ -20,7 +20,7 @@ from openai import AsyncOpenAI, OpenAI
 
 import llmcache
 from llmcache import CachedClient, CacheTransport, hookimpl
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 KEY = "sk-test-secret-key"
 

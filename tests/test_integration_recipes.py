@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.recipes import run_recipe
 
 

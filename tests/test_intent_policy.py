@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from llmcache import NEVER, CacheRequest, IntentPolicy
-from llmcache.inventory import open_store
-from llmcache.simulator import Simulator
-from llmcache.ttl import LONG, MEDIUM, SHORT
+from llmcache._rules.ttl import LONG, MEDIUM, SHORT
+from llmcache.tools.inventory import open_store
+from llmcache.tools.simulator import Simulator
 
 MODEL = "gpt-4o-mini"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from llmcache.logthrottle import ThrottledLog
+from llmcache._observe.logthrottle import ThrottledLog
 
 
 def test_repeats_of_one_cause_are_counted_into_one_line_per_interval(

@@ -29,8 +29,8 @@ from pymemcache.exceptions import MemcacheError
 
 from llmcache import ConfigError
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend
+from llmcache.backends.globs import escape
 from llmcache.backends.memory import MemoryBackend
-from llmcache.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
 from llmcache_memcached import MemcachedBackend, ServerDown, async_from_url, from_url, parse_url
 from llmcache_memcached.backend import VIEW_TTL
@@ -940,7 +940,7 @@ def test_server_stats_of_a_pool_with_a_dead_server_reports_the_others(
 
 
 def test_llmcache_stats_shows_memcached_server_counters(memcached_server: MemcachedServer) -> None:
-    from llmcache.inventory import inspect_store, open_store
+    from llmcache.tools.inventory import inspect_store, open_store
 
     backend = connect(memcached_server.url)
     backend.set(key(), b"v", 600)

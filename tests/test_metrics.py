@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import llmcache
 from llmcache import CachedClient, ConfigError, MissingExtraError
-from llmcache.metrics import PrometheusObserver
-from llmcache.simulator import Simulator
+from llmcache.integrations.prometheus import PrometheusObserver
+from llmcache.tools.simulator import Simulator
 
 MODEL = "gpt-4o-mini"
 WHERE = {"namespace": "default", "endpoint": "chat.completions"}

@@ -11,7 +11,7 @@ from conftest import MODEL, chat
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import AsyncCachedClient, CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 
 def test_raw_and_streaming_response_forms_are_cached(client: Any, sim: Simulator) -> None:

@@ -20,8 +20,8 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
 from llmcache import CachedClient
-from llmcache.keys import physical_key
-from llmcache.simulator import Simulator
+from llmcache._rules.keys import physical_key
+from llmcache.tools.simulator import Simulator
 
 
 def _vllm(payload: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def test_a_rejected_entry_is_logged_without_its_content(
 def test_a_validation_failure_is_described_without_the_values_it_rejected() -> None:
     from pydantic import ValidationError
 
-    from llmcache.codec import describe_failure
+    from llmcache._tiers.codec import describe_failure
 
     with pytest.raises(ValidationError) as caught:
         ChatCompletion.model_validate({"id": "SECRET-PROMPT-TEXT", "choices": "SECRET-ANSWER"})

@@ -10,7 +10,7 @@ import pytest
 from conftest import chat
 
 from llmcache import NEVER, CacheMiss, ConfigError
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 
 class NeverPolicy:

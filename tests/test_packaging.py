@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,9 @@ def test_a_sql_url_without_sqlalchemy_names_the_extra(asynchronous: bool) -> Non
     "command", [["stats", "sqlite:///c.db"], ["demo", "--tier", "sqlite:///c.db"]]
 )
 def test_the_cli_names_the_missing_extra(command: list[str], tmp_path: Path) -> None:
-    done = _without_sqlalchemy("from llmcache.cli import main\nmain(sys.argv[1:])\n", *command)
+    done = _without_sqlalchemy(
+        "from llmcache.tools.cli import main\nmain(sys.argv[1:])\n", *command
+    )
     assert done.returncode == 1
     assert "pip install 'llmcache[sql]'" in done.stderr
     assert "Traceback" not in done.stderr

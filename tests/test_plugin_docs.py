@@ -12,7 +12,7 @@ from openai import AsyncOpenAI, OpenAI
 
 import llmcache
 from llmcache import CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.S)

@@ -14,8 +14,8 @@ from conftest import chat
 
 import llmcache
 from llmcache import CacheEvent, hookimpl
-from llmcache.plugins import DEFAULT_PLUGINS, get_registry
-from llmcache.simulator import Simulator
+from llmcache._plugins import DEFAULT_PLUGINS, get_registry
+from llmcache.tools.simulator import Simulator
 
 
 class Recorder:
@@ -110,7 +110,7 @@ def test_unknown_strategy_lists_plugin_registered_names(make_client: Any) -> Non
 
 
 def _schemes_in_subprocess(**env: str) -> str:
-    code = "from llmcache.plugins import get_registry; print(','.join(get_registry().schemes()))"
+    code = "from llmcache._plugins import get_registry; print(','.join(get_registry().schemes()))"
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, **env},
@@ -138,7 +138,7 @@ def test_import_llmcache_needs_no_driver() -> None:
         "import sys\n"
         "for name in ('redis', 'sqlalchemy', 'pymemcache'): sys.modules[name] = None\n"
         "import llmcache\n"
-        "from llmcache.plugins import get_registry\n"
+        "from llmcache._plugins import get_registry\n"
         "print(','.join(get_registry().schemes()))\n"
     )
     result = subprocess.run(

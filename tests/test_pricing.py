@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from llmcache import CachedClient, ConfigError
-from llmcache.pricing import DEFAULT_PRICES, PRICES_AS_OF, Price, PriceTable
-from llmcache.simulator import Simulator
+from llmcache._rules.pricing import DEFAULT_PRICES, PRICES_AS_OF, Price, PriceTable
+from llmcache.tools.simulator import Simulator
 
 
 def ask(model: str, text: str = "What is a cache?") -> dict[str, Any]:

@@ -16,8 +16,8 @@ import anthropic
 import pytest
 
 from llmcache import CachedClient
-from llmcache.pricing import DEFAULT_PRICES
-from llmcache.simulator import Simulator
+from llmcache._rules.pricing import DEFAULT_PRICES
+from llmcache.tools.simulator import Simulator
 
 GPT = "gpt-4o-mini"
 CLAUDE = "claude-haiku-4-5"

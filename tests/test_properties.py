@@ -28,13 +28,13 @@ from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from llmcache.codec import Codec, Entry
-from llmcache.keys import DENIED_PARAMS, RequestKeyStrategy, UncacheableRequest
-from llmcache.options import Directives, parse_cache_control
+from llmcache._rules.keys import DENIED_PARAMS, RequestKeyStrategy, UncacheableRequest
+from llmcache._rules.options import Directives, parse_cache_control
+from llmcache._rules.request import CacheOptions, CacheRequest
+from llmcache._tiers.codec import Codec, Entry
 from llmcache.providers.anthropic import ANTHROPIC
 from llmcache.providers.base import EndpointAdapter, dump
 from llmcache.providers.openai import OPENAI
-from llmcache.request import CacheOptions, CacheRequest
 
 SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 
 import llmcache
 from llmcache import CachedClient, hookimpl
-from llmcache.keys import physical_key
-from llmcache.plugins import get_registry
+from llmcache._plugins import get_registry
+from llmcache._rules.keys import physical_key
 from llmcache.providers import EndpointAdapter, Method, Provider
 from llmcache.providers.base import Usage
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 MODEL = "gemini-2.5-flash"
 

@@ -30,9 +30,9 @@ from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient, ConfigError, MissingExtraError
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend
-from llmcache.globs import escape
-from llmcache.simulator import Simulator
+from llmcache.backends.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
+from llmcache.tools.simulator import Simulator
 from llmcache_redis import (
     AsyncRedisBackend,
     AsyncRedisClusterBackend,

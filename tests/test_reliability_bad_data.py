@@ -33,8 +33,8 @@ from conftest import MODEL, chat
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient, CacheMiss
-from llmcache.keys import physical_key
-from llmcache.simulator import Simulator, request_digest
+from llmcache._rules.keys import physical_key
+from llmcache.tools.simulator import Simulator, request_digest
 from tests.faultproxy import record
 from tests.memcached_fixtures import MemcachedServer, memcached_server
 from tests.redis_fixtures import RedisServer, redis_server
@@ -584,7 +584,7 @@ def test_no_module_can_deserialise_code_from_stored_bytes() -> None:
 
 def test_msgpack_is_decoded_to_plain_data_only() -> None:
     """msgpack's ext types reach the core as inert values, never as objects it builds."""
-    from llmcache.codec import Codec, CorruptEntry
+    from llmcache._tiers.codec import Codec, CorruptEntry
 
     codec = Codec()
     ext = msgpack.ExtType(42, _pickle_that_writes(Path("/nonexistent/pwned")))
@@ -599,7 +599,7 @@ def test_msgpack_is_decoded_to_plain_data_only() -> None:
 
 def test_a_store_full_of_bombs_costs_no_more_than_its_size(tmp_path: Path) -> None:
     """Lengths in a msgpack header are not trusted: a tiny value cannot claim gigabytes."""
-    from llmcache.codec import Codec, CorruptEntry
+    from llmcache._tiers.codec import Codec, CorruptEntry
 
     codec = Codec()
     bombs = [

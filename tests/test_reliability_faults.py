@@ -39,7 +39,7 @@ from conftest import chat
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient
-from llmcache.simulator import Simulator, request_digest
+from llmcache.tools.simulator import Simulator, request_digest
 from tests.faultproxy import FaultProxy, Mode, record
 from tests.memcached_fixtures import MemcachedServer
 from tests.redis_fixtures import start_redis_server

@@ -27,7 +27,7 @@ from conftest import chat
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient
-from llmcache.simulator import Simulator, request_digest
+from llmcache.tools.simulator import Simulator, request_digest
 from tests.faultproxy import record
 from tests.redis_fixtures import RedisServer, redis_server
 

@@ -14,7 +14,7 @@ from openai import AsyncOpenAI, OpenAI
 
 import llmcache
 from llmcache import CachedClient, ConfigError
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 MODEL = "gpt-4o-mini"
 DATA = Path(__file__).parent / "data"
@@ -316,7 +316,7 @@ def test_import_llmcache_needs_no_numpy() -> None:
     import sys
 
     code = (
-        "import sys, llmcache, llmcache.cli\n"
+        "import sys, llmcache, llmcache.tools.cli\n"
         "print('numpy' in sys.modules, 'wordllama' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

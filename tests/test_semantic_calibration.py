@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from llmcache import CachedClient
-from llmcache.cli import main
 from llmcache.semantic.calibration import (
     CalibrationError,
     Pair,
@@ -19,6 +18,7 @@ from llmcache.semantic.calibration import (
     load_pairs,
     wilson_upper,
 )
+from llmcache.tools.cli import main
 
 PAIRS = Path(__file__).parent / "data" / "semantic-pairs.jsonl"
 

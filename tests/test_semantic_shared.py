@@ -14,7 +14,7 @@ import pytest
 
 from llmcache.semantic.embedders import WordLlamaEmbedder
 from llmcache.semantic.index import Member, PartitionIndex
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.redis_fixtures import RedisServer, redis_server
 
 __all__ = ["redis_server"]  # a fixture, used by name

@@ -14,7 +14,7 @@ from conftest import MODEL
 from llmcache import ConfigError
 from llmcache.serve import ServeApp, ServeConfig, create_app
 from llmcache.serve.activity import MAX_GROUPS, OTHER, Activity, Served
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.serve_fixtures import in_process
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "What is a cache?"}]}

@@ -10,7 +10,7 @@ import openai
 import pytest
 from conftest import MODEL, chat
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.serve_fixtures import ServeProcess, start_serve
 from tests.servers import require_binary, unavailable
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 from conftest import chat
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.redis_fixtures import RedisServer, private_redis_server
 from tests.serve_fixtures import ServeProcess, start_serve
 

@@ -18,7 +18,7 @@ import pytest
 from openai.types.responses import Response
 from pydantic import BaseModel, Field
 
-from llmcache.simulator import Simulator, instance_of, request_digest
+from llmcache.tools.simulator import Simulator, instance_of, request_digest
 
 MODEL = "gpt-4o-mini"
 CLAUDE = "claude-simulated"

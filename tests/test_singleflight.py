@@ -8,7 +8,7 @@ from typing import Any
 
 from conftest import chat
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 
 def test_identical_concurrent_calls_in_threads_reach_upstream_once(

@@ -27,11 +27,11 @@ import sqlalchemy as sa
 from openai import AsyncOpenAI, OpenAI
 
 from llmcache import CachedClient, ConfigError, MissingExtraError
+from llmcache._plugins import get_registry
 from llmcache.backends.base import AsyncCacheBackend, CacheBackend, SyncToAsync
-from llmcache.globs import escape
-from llmcache.plugins import get_registry
-from llmcache.simulator import Simulator
+from llmcache.backends.globs import escape
 from llmcache.testing import AsyncBackendSuite, BackendSuite
+from llmcache.tools.simulator import Simulator
 from llmcache_sql import AsyncSQLBackend, SQLBackend
 from llmcache_sql.plugin import SCHEMES, async_from_url, from_url
 from llmcache_sql.schema import KEY_LIMIT, SCHEMA_VERSION

@@ -7,7 +7,7 @@ from typing import Any
 from conftest import MODEL, chat
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 
 def _text(stream: Any) -> str:

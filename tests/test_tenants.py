@@ -7,7 +7,7 @@ On a shared in-process store, Redis, SQLite, PostgreSQL and memcached tiers:
   namespaces that are prefixes of others;
 - ``cache_key`` scopes never read each other, and clearing ``"<scope>:*"`` leaves every
   other scope alone, even when the scope holds ``* ? [ ] % _ \\`` (escaped with
-  :func:`llmcache.globs.escape`, as documented);
+  :func:`llmcache.backends.globs.escape`, as documented);
 - no API key, organization, project or request header ever reaches a stored byte: every
   key and value of every store is read back raw and searched;
 - a password in a tier URL never shows in logs, labels, reprs, errors or the CLI.
@@ -37,8 +37,8 @@ from openai import OpenAI
 from plugins_for_tests import STORES, TestBackends
 
 from llmcache import BackendError, CachedClient, ConfigError, hookimpl
-from llmcache.globs import escape
-from llmcache.simulator import Simulator, request_digest
+from llmcache.backends.globs import escape
+from llmcache.tools.simulator import Simulator, request_digest
 from tests.memcached_fixtures import MemcachedServer, memcached_server
 from tests.redis_fixtures import RedisServer, redis_server
 from tests.servers import free_port
@@ -536,7 +536,7 @@ def test_a_rejected_url_never_shows_its_password(
 
 @pytest.mark.parametrize("password", AWKWARD, ids=["plain", "encoded-at", "raw-at", "colon"])
 def test_the_command_line_never_shows_a_password(password: str) -> None:
-    from llmcache.cli import main
+    from llmcache.tools.cli import main
 
     url = f"redis://:{password}@127.0.0.1:{_dead_port()}/0"
     runner = CliRunner()

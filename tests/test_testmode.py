@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 pytest_plugins = ["pytester"]
 

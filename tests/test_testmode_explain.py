@@ -13,12 +13,12 @@ from conftest import MODEL
 from openai import OpenAI
 
 import llmcache
-from llmcache.cli import main
-from llmcache.simulator import Simulator
 from llmcache.testmode import RecordingError, explain
 from llmcache.testmode.lines import key_of
 from llmcache.testmode.session import Recording, install, uninstall
 from llmcache.testmode.store import open_recording
+from llmcache.tools.cli import main
+from llmcache.tools.simulator import Simulator
 from tests.memcached_fixtures import MemcachedServer, memcached_servers
 
 __all__ = ["memcached_servers"]  # a fixture, used by name

@@ -10,10 +10,10 @@ import pytest
 from conftest import MODEL
 from openai import OpenAI
 
-from llmcache.simulator import Simulator
 from llmcache.testmode import RecordingStore
 from llmcache.testmode.session import Recording, install, uninstall
 from llmcache.testmode.store import flush_all, open_recording
+from llmcache.tools.simulator import Simulator
 
 
 def ask(sim: Simulator, content: str) -> str:

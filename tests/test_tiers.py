@@ -11,7 +11,7 @@ from conftest import chat
 from plugins_for_tests import STORES, TestBackends
 
 from llmcache import CachedClient
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_namespaces_never_read_each_other(make_client: Any, backends_plugin: Tes
 
 
 def test_glob_characters_in_cache_key_cannot_widen_a_clear(client: Any) -> None:
-    from llmcache.globs import escape
+    from llmcache.backends.globs import escape
 
     client.chat.completions.create(**chat(), cache_key="team*")
     client.chat.completions.create(**chat(), cache_key="team_b")

@@ -5,13 +5,8 @@ only: the protocols and base classes, what ``scan`` yields, option checking, the
 dialect of ``clear``, and the layout of physical keys.
 """
 
-from ..globs import escape as escape_glob
-from ..globs import to_like as glob_to_like
-from ..globs import to_redis as glob_to_redis
-from ..globs import to_regex as glob_to_regex
-from ..keys import KEY_PREFIX, namespace_glob, physical_key, split_physical_key
-from ..urls import redact
-from .base import (
+from llmcache._rules.keys import KEY_PREFIX, namespace_glob, physical_key, split_physical_key
+from llmcache.backends.base import (
     AWAITS,
     AsyncCacheBackend,
     BaseAsyncCacheBackend,
@@ -21,7 +16,12 @@ from .base import (
     SyncToAsync,
     reject_unknown_options,
 )
-from .capabilities import Capabilities, conform
+from llmcache.backends.capabilities import Capabilities, conform
+from llmcache.backends.globs import escape as escape_glob
+from llmcache.backends.globs import to_like as glob_to_like
+from llmcache.backends.globs import to_redis as glob_to_redis
+from llmcache.backends.globs import to_regex as glob_to_regex
+from llmcache.backends.urls import redact
 
 __all__ = [
     "AWAITS",

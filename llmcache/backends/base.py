@@ -75,7 +75,7 @@ class CacheBackend(Protocol):
     def clear(self, pattern: str | None = None, older_than: float | None = None) -> int | None:
         """Remove the entries whose key matches ``pattern`` and that are older than ``older_than``.
 
-        :param pattern: a glob over physical keys in :mod:`llmcache.globs`' dialect;
+        :param pattern: a glob over physical keys in :mod:`llmcache.backends.globs`' dialect;
             ``None`` matches every key.
         :param older_than: seconds; only entries created at least this long ago. ``None``:
             any age.
@@ -274,7 +274,7 @@ class SyncToAsync(BaseAsyncCacheBackend):
 
 def reject_unknown_options(what: str, options: Mapping[str, object], known: Sequence[str]) -> None:
     """Raise :class:`~llmcache.ConfigError` naming options a backend does not accept."""
-    from ..errors import ConfigError
+    from llmcache.errors import ConfigError
 
     unknown = sorted(set(options) - set(known))
     if unknown:

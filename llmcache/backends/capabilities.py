@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-from .base import AWAITS
+from llmcache.backends.base import AWAITS
+from llmcache.errors import ConfigError
 
 __all__ = ["REQUIRED", "Capabilities", "conform", "declared_options"]
 

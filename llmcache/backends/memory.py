@@ -12,10 +12,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-from .. import globs
-from ..errors import ConfigError
-from ..hookspecs import RegisterBackend, hookimpl
-from .base import BaseCacheBackend, StoredEntry, SyncToAsync, reject_unknown_options
+from llmcache.backends import globs
+from llmcache.backends.base import (
+    BaseCacheBackend,
+    StoredEntry,
+    SyncToAsync,
+    reject_unknown_options,
+)
+from llmcache.errors import ConfigError
+from llmcache.hookspecs import RegisterBackend, hookimpl
 
 __all__ = ["MemoryBackend"]
 

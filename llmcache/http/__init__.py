@@ -5,8 +5,8 @@ helpers, raw and streaming responses all go through the cache; so does any frame
 takes an ``http_client``.
 """
 
-from .client import AsyncHttpCache, HttpCache, async_http_client, http_client
-from .transport import AsyncCacheTransport, CacheTransport
+from llmcache.http.client import AsyncHttpCache, HttpCache, async_http_client, http_client
+from llmcache.http.transport import AsyncCacheTransport, CacheTransport
 
 __all__ = [
     "AsyncCacheTransport",

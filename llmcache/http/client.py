@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..stats import CacheStats
-from .transport import AsyncCacheTransport, CacheTransport
+from llmcache._observe.stats import CacheStats
+from llmcache.http.transport import AsyncCacheTransport, CacheTransport
 
 __all__ = ["AsyncHttpCache", "HttpCache", "async_http_client", "http_client"]
 

@@ -17,14 +17,15 @@ from typing import Any
 
 import orjson
 
-from ..async_engine import AsyncEngine
-from ..codec import CorruptEntry, Entry, describe_failure
-from ..embeddings import EmbeddingCall
-from ..engine import Engine, SyncEngine
-from ..planning import Plan
-from ..providers.base import EndpointAdapter, compact_json
-from ..tiers import Found, Tier, staleness
-from .sse import AsyncStreamRecorder, EventParser, StreamRecorder
+from llmcache._engine.async_engine import AsyncEngine
+from llmcache._engine.call import Call
+from llmcache._engine.embeddings import EmbeddingCall
+from llmcache._engine.engine import Engine, SyncEngine
+from llmcache._engine.planning import Plan
+from llmcache._tiers.codec import CorruptEntry, Entry, describe_failure
+from llmcache._tiers.tier import Found, Tier, staleness
+from llmcache.http.sse import AsyncStreamRecorder, EventParser, StreamRecorder
+from llmcache.providers.base import EndpointAdapter, compact_json
 
 __all__ = ["AsyncHttpEngine", "Passthrough", "SyncHttpEngine"]
 
@@ -77,7 +78,7 @@ class _HttpAnswers(Engine):
 
     lib: Any
 
-    def answer(self, adapter: EndpointAdapter, entry: Entry) -> Any:
+    def load(self, adapter: EndpointAdapter, entry: Entry) -> Any:
         """Return the JSON text of a stored answer, checked to be one of this endpoint.
 
         :raises CorruptEntry: the entry is not an answer of this endpoint.
@@ -101,9 +102,9 @@ class _HttpAnswers(Engine):
             ) from exc
         return body
 
-    def serve(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
+    def render(self, plan: Plan, adapter: EndpointAdapter, entry: Entry, stream: bool) -> Any:
         """Return the body of a hit: JSON text, or the events of a replayed stream."""
-        body = self.answer(adapter, entry)
+        body = self.load(adapter, entry)
         if not stream:
             return body
         try:
@@ -121,43 +122,35 @@ class _HttpAnswers(Engine):
 
     def hit(
         self,
-        plan: Plan,
-        adapter: EndpointAdapter,
+        call: Call,
         entry: Entry,
         tier: Tier | None,
-        stream: bool,
-        started: float,
         *,
-        coalesced: bool = False,
         value: Any = None,
+        coalesced: bool = False,
     ) -> Any:
         """Count a hit and return its response, with the outcome headers."""
-        label = self.count_hit(plan, entry, tier, started, coalesced)
-        body = self.serve(plan, adapter, entry, stream) if value is None else value
+        label = self.count_hit(call, entry, tier, coalesced)
+        plan, stream = call.plan, call.stream
+        body = self.render(plan, call.adapter, entry, stream) if value is None else value
         headers = [(b"content-type", SSE_TYPE if stream else JSON_TYPE)]
         headers += outcome_headers("hit", plan.key, entry=entry, tier=label)
         return self.lib.Response(200, headers=headers, content=body)
 
-    def semantic_hit(
-        self, plan: Plan, adapter: EndpointAdapter, near: Any, stream: bool, started: float
-    ) -> Any:
+    def semantic_hit(self, call: Call, near: Any) -> Any:
         """Count a semantic hit and return its response, with its match headers."""
         found = near.found
-        response = self.hit(
-            plan, adapter, found.entry, found.tier, stream, started, value=found.value
-        )
+        response = self.hit(call, found.entry, found.tier, value=found.value)
         self.stats.semantic_hit()
         response.headers["llmcache-key"] = near.key
         response.headers["llmcache-match"] = "semantic"
         response.headers["llmcache-similarity"] = f"{near.similarity:.4f}"
         return response
 
-    def served(
-        self, plan: Plan, adapter: EndpointAdapter, found: Found, stream: bool, started: float
-    ) -> Any:
+    def stale_hit(self, call: Call, found: Found) -> Any:
         """Return a found entry's response; a stale one (``stale-*`` directives) says so."""
-        response = super().served(plan, adapter, found, stream, started)
-        if staleness(found.entry, time.time(), plan.max_age) > 0:
+        response = super().stale_hit(call, found)
+        if staleness(found.entry, time.time(), call.plan.max_age) > 0:
             response.headers["llmcache-status"] = "stale"
         return response
 
@@ -176,9 +169,7 @@ class _HttpAnswers(Engine):
                 self.count_provider_cache(adapter, orjson.loads(response.content))
         return mark_response(response, "miss" if key else "bypass", key)
 
-    def entry_of_reply(
-        self, plan: Plan, adapter: EndpointAdapter, reply: Any, raw: bool
-    ) -> tuple[Any, Entry, bool]:
+    def entry_of_reply(self, call: Call, reply: Any) -> tuple[Any, Entry, bool]:
         """Return the upstream's response and the entry of its JSON text.
 
         :raises Passthrough: an error status, or a body that is not an answer of the
@@ -191,22 +182,9 @@ class _HttpAnswers(Engine):
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise Passthrough(reply) from None
-        if not adapter.shaped(data):
+        if not call.adapter.shaped(data):
             raise Passthrough(reply)
-        usage = adapter.usage(data)
-        entry = Entry(
-            plan.pkey,
-            time.time(),
-            None,
-            "json",
-            compact_json(body),
-            adapter.model(data),
-            usage.prompt,
-            usage.completion,
-            usage.provider_cached,
-            usage.provider_written,
-        )
-        return reply, entry, True
+        return reply, self._entry(call.plan, call.adapter, data, "json", compact_json(body)), True
 
     def stream_response(self, live: Any, plan: Plan, stream: Any) -> Any:
         """Return the upstream's streamed response with ``stream`` as its body."""
@@ -244,15 +222,15 @@ class SyncHttpEngine(_HttpAnswers, SyncEngine):
         self.lib = lib
         super().__init__(*args, **kwargs)
 
-    def record_stream(self, plan: Plan, adapter: EndpointAdapter, live: Any) -> Any:
+    def record_stream(self, call: Call, live: Any) -> Any:
         """Pass a streamed answer through, stored once it ran to its end."""
         if live.status_code >= 300:
-            return mark_response(live, "miss", plan.key)
-        parser = EventParser(adapter.stream_end)
+            return mark_response(live, "miss", call.plan.key)
+        parser = EventParser(call.adapter.stream_end)
         recorder = _stream_type(self.lib.SyncByteStream, StreamRecorder)(
-            live.stream, parser, lambda chunks: self._store(plan, adapter, chunks)
+            live.stream, parser, functools.partial(self._store, call)
         )
-        return self.stream_response(live, plan, recorder)
+        return self.stream_response(live, call.plan, recorder)
 
 
 class AsyncHttpEngine(_HttpAnswers, AsyncEngine):
@@ -262,14 +240,14 @@ class AsyncHttpEngine(_HttpAnswers, AsyncEngine):
         self.lib = lib
         super().__init__(*args, **kwargs)
 
-    def record_stream(self, plan: Plan, adapter: EndpointAdapter, live: Any) -> Any:
+    def record_stream(self, call: Call, live: Any) -> Any:
         """Pass a streamed answer through, stored once it ran to its end."""
         if live.status_code >= 300:
-            return mark_response(live, "miss", plan.key)
+            return mark_response(live, "miss", call.plan.key)
 
         async def store(chunks: list[dict[str, Any]]) -> None:
-            await self._store(plan, adapter, chunks)
+            await self._store(call, chunks)
 
-        parser = EventParser(adapter.stream_end)
+        parser = EventParser(call.adapter.stream_end)
         recorder = _stream_type(self.lib.AsyncByteStream, AsyncStreamRecorder)
-        return self.stream_response(live, plan, recorder(live.stream, parser, store))
+        return self.stream_response(live, call.plan, recorder(live.stream, parser, store))

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..options import KNOWN_OPTIONS
-from ..request import Endpoint
+from llmcache._rules.options import KNOWN_OPTIONS
+from llmcache._rules.request import Endpoint
 
 __all__ = [
     "CONTROL_HEADERS",

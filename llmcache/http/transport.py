@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from ..core import CacheCore
-from ..embeddings import EmbeddingCall
-from ..errors import CacheMiss, ConfigError
-from ..options import Directives, parse_options
-from ..planning import Plan
-from ..providers.base import EndpointAdapter, Provider
-from ..request import CacheRequest
-from .engine import AsyncHttpEngine, Passthrough, SyncHttpEngine, mark_response
-from .routing import (
+from llmcache._engine.call import Call
+from llmcache._engine.core import CacheCore
+from llmcache._engine.embeddings import EmbeddingCall
+from llmcache._rules.options import Directives, parse_options
+from llmcache._rules.request import CacheRequest
+from llmcache.errors import CacheMiss, ConfigError
+from llmcache.http.engine import AsyncHttpEngine, Passthrough, SyncHttpEngine, mark_response
+from llmcache.http.routing import (
     CONTROL_HEADERS,
     IDENTITY_HEADERS,
     BadControlHeader,
@@ -33,6 +33,7 @@ from .routing import (
     header_of,
     route,
 )
+from llmcache.providers.base import Provider
 
 __all__ = ["LIBRARIES", "AsyncCacheTransport", "CacheTransport", "load_library"]
 
@@ -81,15 +82,6 @@ class _Call:
     directives: Directives
     original: Any  # the request as the SDK sent it
     controlled: bool  # it carries control headers (taken out before it goes upstream)
-
-
-class _Serve(NamedTuple):
-    """A planned call, in the order ``serve_plan`` takes it."""
-
-    plan: Plan
-    adapter: EndpointAdapter
-    params: dict[str, Any]
-    stream: bool
 
 
 def _error(lib: ModuleType, status: int, message: str, param: str | None = None) -> Any:
@@ -165,9 +157,11 @@ class _Door:
             return _error(self.lib, 400, f"bad {header} header: {exc}", header)
         return _Call(where, params, cache_request, directives, request, bool(control))
 
-    def decide(self, call: _Call) -> _Serve | tuple[dict[str, Any], EmbeddingCall] | None:
-        """Return how the engine serves a call: a plan to serve, a per-input embeddings
-        call, or ``None`` to send it upstream uncached (a bypass)."""
+    def decide(
+        self, call: _Call, started: float, upstream: Callable[..., Any]
+    ) -> Call | tuple[dict[str, Any], EmbeddingCall] | None:
+        """Return how the engine serves a call: a planned call to serve, a per-input
+        embeddings call, or ``None`` to send it upstream uncached (a bypass)."""
         if call.route.endpoint == "embeddings":
             prepared = EmbeddingCall.prepare_request(
                 self.planner, call.params, call.request, call.directives
@@ -177,7 +171,8 @@ class _Door:
         if plan is None:
             return None
         adapter = self.engine.adapter(call.route.endpoint)
-        return _Serve(plan, adapter, params, bool(params.get("stream")))
+        stream = bool(params.get("stream"))
+        return Call(plan, adapter, params, stream, started, upstream)
 
     def resend(self, call: _Call, params: dict[str, Any]) -> Any:
         """Return the upstream request for ``params``: the call's own request without its
@@ -278,9 +273,9 @@ class CacheTransport:
             return response
 
         try:
-            decision = door.decide(call)
-            if isinstance(decision, _Serve):
-                return engine.serve_plan(*decision, started, upstream, None)
+            decision = door.decide(call, started, upstream)
+            if isinstance(decision, Call):
+                return engine.serve(decision)
             if decision is not None:
                 return engine.embed_prepared(decision, lambda **p: _json(upstream(**p)))
         except Passthrough as exc:
@@ -343,9 +338,9 @@ class AsyncCacheTransport:
             return _json(await upstream(**params))
 
         try:
-            decision = door.decide(call)
-            if isinstance(decision, _Serve):
-                return await engine.serve_plan(*decision, started, upstream, None)
+            decision = door.decide(call, started, upstream)
+            if isinstance(decision, Call):
+                return await engine.serve(decision)
             if decision is not None:
                 return await engine.embed_prepared(decision, upstream_json)
         except Passthrough as exc:

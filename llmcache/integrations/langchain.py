@@ -29,15 +29,17 @@ from typing import Any
 
 import orjson
 
-from .. import globs
-from ..backends.base import SyncToAsync
-from ..codec import COMPRESS_THRESHOLD, CorruptEntry, Entry
-from ..core import CacheCore
-from ..errors import ConfigError, MissingExtraError
-from ..keys import physical_key
-from ..request import CacheRequest
-from ..stats import CacheStats
-from ..tiers import AsyncTiers, Found, Steps, Tier, Tiers, build_tiers
+from llmcache._engine.core import CacheCore
+from llmcache._observe.stats import CacheStats
+from llmcache._rules.keys import physical_key
+from llmcache._rules.request import CacheRequest
+from llmcache._tiers.codec import COMPRESS_THRESHOLD, CorruptEntry, Entry
+from llmcache._tiers.steps import Steps
+from llmcache._tiers.tier import Found, Tier, build_tiers
+from llmcache._tiers.tiers import AsyncTiers, Tiers
+from llmcache.backends import globs
+from llmcache.backends.base import SyncToAsync
+from llmcache.errors import ConfigError, MissingExtraError
 
 try:
     from langchain_core.caches import BaseCache
@@ -77,7 +79,7 @@ _ALLOWED: list[type[Serializable]] = [
 
 
 class _Call:
-    """One cache operation as the tiers see it (a :class:`~llmcache.tiers.Scope`): a tier
+    """One cache operation as the tiers see it (a :class:`~llmcache._tiers.tiers.Scope`): a tier
     that fails during it is not tried again within it."""
 
     __slots__ = ("failed", "key")
@@ -154,7 +156,7 @@ def _check_options(
     signing_key: Any,
     compress_threshold: Any,
 ) -> None:
-    """Reject the storage options :class:`~llmcache.core.CacheCore` takes on trust.
+    """Reject the storage options :class:`~llmcache._engine.core.CacheCore` takes on trust.
 
     :raises ConfigError: naming the option and what it accepts.
     """

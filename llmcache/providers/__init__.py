@@ -10,8 +10,8 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigError
-from .base import EndpointAdapter, Method, Provider
+from llmcache.errors import ConfigError
+from llmcache.providers.base import EndpointAdapter, Method, Provider
 
 __all__ = ["EndpointAdapter", "Method", "Provider", "detect", "identity", "is_async_client"]
 

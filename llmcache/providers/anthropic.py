@@ -16,7 +16,7 @@ from typing import Any
 
 from anthropic.types import Message, RawMessageStreamEvent
 
-from .base import EndpointAdapter, Method, Provider, Usage, usage_number
+from llmcache.providers.base import EndpointAdapter, Method, Provider, Usage, usage_number
 
 __all__ = ["ANTHROPIC", "Messages"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..hookspecs import RegisterProvider, hookimpl
+from llmcache.hookspecs import RegisterProvider, hookimpl
 
 __all__ = ["llmcache_register_providers"]
 
@@ -12,19 +12,19 @@ def llmcache_register_providers(register: RegisterProvider) -> None:
     """Register OpenAI (also the fallback for OpenAI-compatible clients), Anthropic and
     google-genai, each when its SDK can be imported."""
     try:
-        from .openai import OPENAI
+        from llmcache.providers.openai import OPENAI
     except ImportError:  # the openai package is not installed
         pass
     else:
         register(OPENAI)
     try:
-        from .anthropic import ANTHROPIC
+        from llmcache.providers.anthropic import ANTHROPIC
     except ImportError:
         pass
     else:
         register(ANTHROPIC)
     try:
-        from .genai import GENAI
+        from llmcache.providers.genai import GENAI
     except ImportError:
         pass
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 from google.genai.types import GenerateContentResponse
 
-from .base import EndpointAdapter, Method, Provider, Usage
+from llmcache.providers.base import EndpointAdapter, Method, Provider, Usage
 
 __all__ = ["GENAI", "GenerateContent"]
 

@@ -9,7 +9,7 @@ from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from .base import EndpointAdapter, Method, Provider, Usage, usage_number
+from llmcache.providers.base import EndpointAdapter, Method, Provider, Usage, usage_number
 
 __all__ = ["OPENAI"]
 
@@ -257,7 +257,7 @@ class Responses(EndpointAdapter):
 
 
 class Embeddings(EndpointAdapter):
-    """``embeddings.create``: cached per input, see :mod:`llmcache.embeddings`."""
+    """``embeddings.create``: cached per input, see :mod:`llmcache._engine.embeddings`."""
 
     endpoint = "embeddings"
     response_type = CreateEmbeddingResponse

@@ -3,11 +3,17 @@
 Nothing here imports numpy or a model until a cache built with ``semantic=`` uses it.
 """
 
-from .calibration import CalibrationError, Pair, calibrate, load_pairs, wilson_upper
-from .checks import length_ok, same_answer_tokens
-from .config import SemanticConfig, Verifier, load_record, parse_semantic
-from .embedders import ClientEmbedder, Embedder, WordLlamaEmbedder
-from .matcher import Near, SemanticMatcher
+from llmcache.semantic.calibration import (
+    CalibrationError,
+    Pair,
+    calibrate,
+    load_pairs,
+    wilson_upper,
+)
+from llmcache.semantic.checks import length_ok, same_answer_tokens
+from llmcache.semantic.config import SemanticConfig, Verifier, load_record, parse_semantic
+from llmcache.semantic.embedders import ClientEmbedder, Embedder, WordLlamaEmbedder
+from llmcache.semantic.matcher import Near, SemanticMatcher
 
 __all__ = [
     "CalibrationError",

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checks import length_ok, same_answer_tokens
-from .config import DEFAULT_LENGTH_RATIO
+from llmcache.semantic.checks import length_ok, same_answer_tokens
+from llmcache.semantic.config import DEFAULT_LENGTH_RATIO
 
 __all__ = ["CalibrationError", "Pair", "calibrate", "load_pairs", "similarities", "wilson_upper"]
 
@@ -197,6 +197,6 @@ def calibrate(
 def _embedder(embedder: Any) -> Any:
     if not isinstance(embedder, str):
         return embedder
-    from ..plugins import get_registry
+    from llmcache._plugins import get_registry
 
     return get_registry().embedder(embedder)()

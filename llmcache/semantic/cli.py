@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
+from llmcache.errors import ConfigError
 
 __all__ = ["calibrate_command"]
 
@@ -38,7 +38,7 @@ __all__ = ["calibrate_command"]
 def calibrate_command(pairs_path: Path, embedder: str, max_false_hits: float, out: Path) -> None:
     """Pick the loosest semantic threshold whose 95% upper bound on false hits is within
     the target, and write the record that semantic={"calibration": ...} reads."""
-    from .calibration import CalibrationError, calibrate
+    from llmcache.semantic.calibration import CalibrationError, calibrate
 
     try:
         record = calibrate(pairs_path, embedder, max_false_hits=max_false_hits)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from llmcache.errors import ConfigError
 
 __all__ = ["KNOWN_KEYS", "SemanticConfig", "Verifier", "parse_semantic"]
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import MissingExtraError
-from ..hookspecs import hookimpl
+from llmcache.errors import MissingExtraError
+from llmcache.hookspecs import hookimpl
 
 __all__ = ["ClientEmbedder", "Embedder", "WordLlamaEmbedder", "llmcache_register_embedders"]
 
@@ -110,7 +110,7 @@ def _vectors(reply: Any) -> list[list[float]]:
 
 
 def _minilm() -> Any:
-    from .minilm import MiniLMEmbedder
+    from llmcache.semantic.minilm import MiniLMEmbedder
 
     return MiniLMEmbedder()
 

@@ -23,17 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import globs
-from ..backends.base import SyncToAsync
-from ..backends.capabilities import declared_options
-from ..codec import Codec, CorruptEntry, Entry
-from ..errors import ConfigError
-from ..keys import physical_key
-from ..tiers import FAILED, Found, Op, Tier
-from .checks import length_ok, same_answer_tokens
-from .config import SemanticConfig
-from .index import Member, PartitionIndex
-from .query import Query, query_of
+from llmcache._rules.keys import physical_key
+from llmcache._tiers.codec import Codec, CorruptEntry, Entry
+from llmcache._tiers.ops import GetMany
+from llmcache._tiers.steps import FAILED
+from llmcache._tiers.tier import Found, Tier
+from llmcache.backends import globs
+from llmcache.backends.base import SyncToAsync
+from llmcache.backends.capabilities import declared_options
+from llmcache.errors import ConfigError
+from llmcache.semantic.checks import length_ok, same_answer_tokens
+from llmcache.semantic.config import SemanticConfig
+from llmcache.semantic.index import Member, PartitionIndex
+from llmcache.semantic.query import Query, query_of
 
 __all__ = ["Near", "SemanticMatcher"]
 
@@ -360,7 +362,7 @@ class SemanticMatcher:
         wanted = [k for k in keys if k[start : k.rfind(SUFFIX)] not in index]
         for at in range(0, len(wanted), FETCH_BATCH):
             batch = wanted[at : at + FETCH_BATCH]
-            values = yield Op(tier, "get_many", (batch,))
+            values = yield GetMany(tier, batch)
             if values is FAILED:
                 return
             for key, data in zip(batch, values, strict=True):
@@ -434,7 +436,7 @@ def build_matcher(option: Any, registry: Any, namespace: str, codec: Codec, stat
 
     :raises ConfigError: see :func:`~llmcache.semantic.config.parse_semantic`.
     """
-    from .config import parse_semantic
+    from llmcache.semantic.config import parse_semantic
 
     config = parse_semantic(option)
     if config is None:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .embedders import _need
+from llmcache.semantic.embedders import _need
 
 __all__ = ["MiniLMEmbedder"]
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..keys import UncacheableRequest, request_digest
-from ..request import CacheRequest
+from llmcache._rules.keys import UncacheableRequest, request_digest
+from llmcache._rules.request import CacheRequest
 
 __all__ = ["Query", "query_of"]
 

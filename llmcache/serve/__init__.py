@@ -5,7 +5,7 @@ cache (:class:`llmcache.http.AsyncCacheTransport`) with its semantics and header
 ``serve`` extra: ``pip install 'llmcache[serve]'``.
 """
 
-from .app import ServeApp, create_app
-from .config import ServeConfig
+from llmcache.serve.app import ServeApp, create_app
+from llmcache.serve.config import ServeConfig
 
 __all__ = ["ServeApp", "ServeConfig", "create_app"]

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..events import CacheEvent
-from ..hookspecs import hookimpl
+from llmcache._observe.events import CacheEvent
+from llmcache.hookspecs import hookimpl
 
 __all__ = ["Activity", "Served"]
 

@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..http.transport import AsyncCacheTransport, load_library
-from .activity import Activity, Served
-from .config import ServeConfig
-from .dashboard import dashboard_html
-from .metrics import ServeMetrics
-from .proxy import Proxy, Receive, Scope, Send
-from .tenants import Tenants
-from .upstream import error_body
+from llmcache.http.transport import AsyncCacheTransport, load_library
+from llmcache.serve.activity import Activity, Served
+from llmcache.serve.config import ServeConfig
+from llmcache.serve.dashboard import dashboard_html
+from llmcache.serve.metrics import ServeMetrics
+from llmcache.serve.proxy import Proxy, Receive, Scope, Send
+from llmcache.serve.tenants import Tenants
+from llmcache.serve.upstream import error_body
 
 __all__ = ["ServeApp", "create_app"]
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from llmcache.errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "ServeConfig", "cache_dir", "default_tier"]
 

@@ -1,6 +1,7 @@
 """``GET /metrics``: the library's Prometheus metrics, and the proxy's own, in one registry.
 
-The cache metrics are those of :class:`llmcache.metrics.PrometheusObserver`, the same names
+The cache metrics are those of
+:class:`llmcache.integrations.prometheus.PrometheusObserver`, the same names
 an application using the library exports (``llmcache_hits_total``, ``llmcache_misses_total``,
 ``llmcache_stores_total``, ``llmcache_errors_total``, ``llmcache_tokens_saved_total``,
 ``llmcache_cost_saved_usd_total``, ``llmcache_latency_seconds``). The proxy adds
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import MissingExtraError
-from ..metrics import PrometheusObserver
-from .activity import Served
+from llmcache.errors import MissingExtraError
+from llmcache.integrations.prometheus import PrometheusObserver
+from llmcache.serve.activity import Served
 
 __all__ = ["ServeMetrics"]
 

@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 import orjson
 
-from .activity import Served
-from .tenants import Tenants, caller_key
-from .upstream import Target, error_body, target
+from llmcache.serve.activity import Served
+from llmcache.serve.tenants import Tenants, caller_key
+from llmcache.serve.upstream import Target, error_body, target
 
 __all__ = ["Proxy"]
 

@@ -5,11 +5,11 @@ answers every OpenAI and Anthropic call a test makes from a recording file of it
 :func:`explain` tells why a request misses a store, outside tests too.
 """
 
-from .diff import Difference, Nearest
-from .explain import Explanation, explain
-from .lines import FORMAT_VERSION, RecordingError
-from .session import Recording
-from .store import MODES, RecordingStore, open_recording
+from llmcache.testmode.diff import Difference, Nearest
+from llmcache.testmode.explain import Explanation, explain
+from llmcache.testmode.lines import FORMAT_VERSION, RecordingError
+from llmcache.testmode.session import Recording
+from llmcache.testmode.store import MODES, RecordingStore, open_recording
 
 __all__ = [
     "FORMAT_VERSION",

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
-from ..keys import canonical_params, physical_key
-from ..urls import redact
-from .diff import Nearest, nearest
-from .lines import key_of, request_record
-from .store import RecordingStore
+from llmcache._rules.keys import canonical_params, physical_key
+from llmcache.backends.urls import redact
+from llmcache.errors import ConfigError
+from llmcache.testmode.diff import Nearest, nearest
+from llmcache.testmode.lines import key_of, request_record
+from llmcache.testmode.store import RecordingStore
 
 __all__ = ["DEFAULT_UPSTREAMS", "Explanation", "explain", "key_of", "normalise", "render_miss"]
 
@@ -138,7 +138,7 @@ def explain(
     :param timeout: seconds each store operation may take.
     :raises ConfigError: the URL or the endpoint is not known.
     """
-    from ..inventory import open_store
+    from llmcache.tools.inventory import open_store
 
     record = normalise(request, endpoint=endpoint, upstream=upstream)
     key = key_of(record)

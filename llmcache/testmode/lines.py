@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
-from ..codec import Entry
-from ..errors import LLMCacheError
-from ..keys import KEY_VERSION, RequestKeyStrategy
-from ..request import CacheOptions, CacheRequest
+from llmcache._rules.keys import KEY_VERSION, RequestKeyStrategy
+from llmcache._rules.request import CacheOptions, CacheRequest
+from llmcache._tiers.codec import Entry
+from llmcache.errors import LLMCacheError
 
 __all__ = [
     "FORMAT_VERSION",

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from .lines import RecordingError
-from .session import Recording, install, uninstall
-from .store import MODES, flush_all, open_recording
+from llmcache.testmode.lines import RecordingError
+from llmcache.testmode.session import Recording, install, uninstall
+from llmcache.testmode.store import MODES, flush_all, open_recording
 
 __all__ = [
     "pytest_addoption",

@@ -24,17 +24,17 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from ..core import CacheCore
-from ..embeddings import split_inputs
-from ..events import CacheEvent
-from ..hookspecs import hookimpl
-from ..http.transport import AsyncCacheTransport, CacheTransport
-from ..keys import canonical_params
-from ..request import CacheRequest
-from .diff import nearest
-from .explain import render_miss
-from .lines import REDACTED, request_record
-from .store import RecordingStore, adopt
+from llmcache._engine.core import CacheCore
+from llmcache._engine.embeddings import split_inputs
+from llmcache._observe.events import CacheEvent
+from llmcache._rules.keys import canonical_params
+from llmcache._rules.request import CacheRequest
+from llmcache.hookspecs import hookimpl
+from llmcache.http.transport import AsyncCacheTransport, CacheTransport
+from llmcache.testmode.diff import nearest
+from llmcache.testmode.explain import render_miss
+from llmcache.testmode.lines import REDACTED, request_record
+from llmcache.testmode.store import RecordingStore, adopt
 
 __all__ = ["NAMESPACE", "SECRET_QUERY", "Recording", "active", "install", "uninstall"]
 

@@ -5,7 +5,7 @@ A :class:`RecordingStore` is an ordinary tier (registered by the
 go through the same engine as every other cache: keys, streaming replay, per-input
 embeddings. It differs from other backends in one way: its file is meant to be read in
 review, so it reads the entries it is given (the core's envelope, see
-:mod:`llmcache.codec`) and writes their answers as JSON, beside the canonical request that
+:mod:`llmcache._tiers.codec`) and writes their answers as JSON, beside the canonical request that
 the cache reported for the key (``llmcache_on_store``).
 
 Answers live in memory; :meth:`RecordingStore.flush` writes them under a file lock, merged
@@ -24,13 +24,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .. import globs
-from ..backends.base import BaseCacheBackend, StoredEntry, SyncToAsync, reject_unknown_options
-from ..codec import Codec, Entry
-from ..errors import ConfigError, MissingExtraError
-from ..hookspecs import RegisterBackend, hookimpl
-from ..keys import physical_key, split_physical_key
-from .lines import Line, OutdatedLine, RecordingError, dump_line, parse_line
+from llmcache._rules.keys import physical_key, split_physical_key
+from llmcache._tiers.codec import Codec, Entry
+from llmcache.backends import globs
+from llmcache.backends.base import (
+    BaseCacheBackend,
+    StoredEntry,
+    SyncToAsync,
+    reject_unknown_options,
+)
+from llmcache.errors import ConfigError, MissingExtraError
+from llmcache.hookspecs import RegisterBackend, hookimpl
+from llmcache.testmode.lines import Line, OutdatedLine, RecordingError, dump_line, parse_line
 
 __all__ = ["LOCK_NAME", "MODES", "RecordingStore", "open_recording"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import llmcache
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.recipes import simulator_env
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from llmcache.simulator import Simulator, instance_of
+from llmcache.tools.simulator import Simulator, instance_of
 from tests.recipes import API_KEY, require, run_recipe
 
 require("instructor")

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from llmcache.simulator import Simulator, instance_of
+from llmcache.tools.simulator import Simulator, instance_of
 from tests.recipes import API_KEY, require, run_recipe
 from tests.serve_fixtures import start_serve
 

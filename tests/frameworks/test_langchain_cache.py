@@ -37,10 +37,10 @@ from langchain_openai import ChatOpenAI
 from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
 
 from llmcache import BackendError, CachedClient, ConfigError
-from llmcache.codec import Codec, Entry
+from llmcache._plugins import get_registry
+from llmcache._tiers.codec import Codec, Entry
 from llmcache.integrations.langchain import LLMCache
-from llmcache.plugins import get_registry
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.memcached_fixtures import MemcachedServer, memcached_server
 from tests.redis_fixtures import RedisServer, redis_server
 

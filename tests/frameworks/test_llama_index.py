@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.recipes import API_KEY, require, run_recipe
 
 require("llama_index.llms.openai")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.recipes import API_KEY, require, run_recipe
 
 require("agents")

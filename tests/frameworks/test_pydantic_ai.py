@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.recipes import API_KEY, require, run_recipe
 
 require("pydantic_ai")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from tests.recipes import require, simulator_env
 
 require("langchain_openai", "langchain_anthropic", "pydantic_ai")

@@ -1,0 +1,1 @@
+"""What the cache reports: statistics, events for observers, throttled failure logs."""

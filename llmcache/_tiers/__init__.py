@@ -1,0 +1,1 @@
+"""Tiered storage: tiers built from URLs, the entry codec, breakers and the tier operations."""

@@ -1,0 +1,1 @@
+"""The client wrapper: ``CachedClient`` and the cached resources it mounts on an SDK client."""
