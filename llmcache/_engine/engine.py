@@ -250,13 +250,17 @@ class Engine:
         label = self.count_hit(call, entry, tier, coalesced)
         plan = call.plan
         served = self.render(plan, call.adapter, entry, call.stream) if value is None else value
+        return self.hand_over(call, served, entry, label)
+
+    def hand_over(self, call: Call, served: Any, entry: Entry, tier: str | None) -> Any:
+        """Return what the caller of a hit gets: the answer, marked with ``cache_*``."""
         return mark(
             served,
             hit=True,
-            key=plan.key,
+            key=call.plan.key,
             age=max(0.0, time.time() - entry.created),
             tokens=entry.prompt_tokens + entry.completion_tokens,
-            tier=label,
+            tier=tier,
         )
 
     def stale_hit(self, call: Call, found: Found) -> Any:

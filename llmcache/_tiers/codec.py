@@ -39,6 +39,7 @@ MAGIC = "llmc"
 VERSION = 1
 COMPRESS_THRESHOLD = 4096
 _RAW, _ZLIB, _INLINE = 0, 1, 2
+_CODEC_FIELD = 7  # where the header says which of those the body is
 
 
 class CorruptEntry(ValueError):
@@ -166,9 +167,9 @@ class Codec:
             if len(data) <= self.compress_threshold:
                 return data
         body: bytes = msgpack.packb(entry.payload)
-        header[7] = _RAW
+        header[_CODEC_FIELD] = _RAW
         if len(body) > self.compress_threshold:
-            body, header[7] = zlib.compress(body, 6), _ZLIB
+            body, header[_CODEC_FIELD] = zlib.compress(body, 6), _ZLIB
         signature = self._sign(header, body) if self._signing_key else b""
         return msgpack.packb([MAGIC, VERSION, header, body, signature])
 

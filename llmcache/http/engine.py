@@ -23,7 +23,7 @@ from llmcache._engine.embeddings import EmbeddingCall
 from llmcache._engine.engine import Engine, SyncEngine
 from llmcache._engine.planning import Plan
 from llmcache._tiers.codec import CorruptEntry, Entry, describe_failure
-from llmcache._tiers.tier import Found, Tier, staleness
+from llmcache._tiers.tier import Found, staleness
 from llmcache.http.sse import AsyncStreamRecorder, EventParser, StreamRecorder
 from llmcache.providers.base import EndpointAdapter, compact_json
 
@@ -120,22 +120,11 @@ class _HttpAnswers(Engine):
                 f"entry is not a {adapter.endpoint} stream: {describe_failure(exc)}"
             ) from exc
 
-    def hit(
-        self,
-        call: Call,
-        entry: Entry,
-        tier: Tier | None,
-        *,
-        value: Any = None,
-        coalesced: bool = False,
-    ) -> Any:
-        """Count a hit and return its response, with the outcome headers."""
-        label = self.count_hit(call, entry, tier, coalesced)
-        plan, stream = call.plan, call.stream
-        body = self.render(plan, call.adapter, entry, stream) if value is None else value
-        headers = [(b"content-type", SSE_TYPE if stream else JSON_TYPE)]
-        headers += outcome_headers("hit", plan.key, entry=entry, tier=label)
-        return self.lib.Response(200, headers=headers, content=body)
+    def hand_over(self, call: Call, served: Any, entry: Entry, tier: str | None) -> Any:
+        """Return a hit's response: its body, with the outcome headers."""
+        headers = [(b"content-type", SSE_TYPE if call.stream else JSON_TYPE)]
+        headers += outcome_headers("hit", call.plan.key, entry=entry, tier=tier)
+        return self.lib.Response(200, headers=headers, content=served)
 
     def semantic_hit(self, call: Call, near: Any) -> Any:
         """Count a semantic hit and return its response, with its match headers."""
