@@ -4,9 +4,16 @@ from llmcache import _moved
 from llmcache._observe.events import CacheEvent
 from llmcache._observe.stats import CacheStats
 from llmcache._plugins import register_plugin, unregister_plugin
-from llmcache._rules.keys import ExplicitKeyStrategy, KeyStrategy, RequestKeyStrategy
+from llmcache._rules.keys import (
+    ExplicitKeyStrategy,
+    KeyStrategy,
+    RequestKeyStrategy,
+    UncacheableRequest,
+    request_digest,
+)
+from llmcache._rules.pricing import DEFAULT_PRICES, PRICES_AS_OF
 from llmcache._rules.request import NEVER, CacheOptions, CacheRequest
-from llmcache._rules.ttl import FixedPolicy, IntentPolicy, TTLPolicy
+from llmcache._rules.ttl import DEFAULT, FixedPolicy, IntentPolicy, TTLPolicy
 from llmcache._wrapper.client import AsyncCachedClient, CachedClient
 from llmcache.backends.base import (
     AsyncCacheBackend,
@@ -22,7 +29,10 @@ from llmcache.testmode import explain
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT",
+    "DEFAULT_PRICES",
     "NEVER",
+    "PRICES_AS_OF",
     "AsyncCacheBackend",
     "AsyncCacheTransport",
     "AsyncCachedClient",
@@ -46,6 +56,7 @@ __all__ = [
     "MissingExtraError",
     "RequestKeyStrategy",
     "TTLPolicy",
+    "UncacheableRequest",
     "__version__",
     "async_http_client",
     "explain",
@@ -53,7 +64,8 @@ __all__ = [
     "hookspec",
     "http_client",
     "register_plugin",
+    "request_digest",
     "unregister_plugin",
 ]
 
-_moved.install()  # modules moved in 0.2 keep their old import paths for one release
+_moved.install()  # moved modules keep their old import paths for one release

@@ -1,4 +1,4 @@
-"""The old import paths of modules that moved in 0.2, kept working for one release.
+"""The old import paths of modules that moved into private groups, kept for one release.
 
 ``import llmcache.keys`` (or any module below) still works and warns with a
 :class:`DeprecationWarning` naming the new place; the public names those modules offered are
@@ -95,8 +95,8 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         target = new_path(spec.name)
         assert target is not None
         warnings.warn(
-            f"{spec.name} moved to {target} in llmcache 0.2; import public names from "
-            "llmcache, llmcache.backends or llmcache.tools (the old path goes in 0.3)",
+            f"{spec.name} moved to {target}; import public names from llmcache, "
+            "llmcache.backends or llmcache.tools (the old path goes in the next release)",
             DeprecationWarning,
             stacklevel=2,
         )

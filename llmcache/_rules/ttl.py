@@ -36,7 +36,7 @@ class _Default(enum.Enum):
     DEFAULT = "DEFAULT"
 
     def __repr__(self) -> str:
-        return "llmcache._rules.ttl.DEFAULT"
+        return "llmcache.DEFAULT"
 
 
 DEFAULT: Final = _Default.DEFAULT
