@@ -135,7 +135,8 @@ class Planner:
         for name in kwargs:
             if name.startswith("cache_"):
                 return self._plan_with_options(endpoint, kwargs)
-        # The common call, without llmcache options (nor directives): the hit path.
+        # The common call, without llmcache options (nor directives), planned without parsing
+        # any: ~1.4 µs of a ~17 µs memory hit (benchmarks: hits.py), kept for that.
         params = dict(kwargs)
         request = CacheRequest(
             endpoint, MappingProxyType(params), DEFAULT_OPTIONS, self.namespace, self.provider
