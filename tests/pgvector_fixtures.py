@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from tests.servers import free_port, unavailable, wait_for_port
 from tests.sql_fixtures import FORCE_THROWAWAY, MACHINE_POSTGRES, Database, drop_tables
 
-__all__ = ["drop_vector_tables", "pgvector_db", "plain_postgres_db"]
+__all__ = ["drop_vector_tables", "pgserver_postgres", "pgvector_db", "plain_postgres_db"]
 
 
 def _has_vector(url: str) -> bool | None:
@@ -127,7 +127,8 @@ def _start(workdir: Path, with_vector: bool) -> Database:
 
 
 @contextlib.contextmanager
-def _throwaway(with_vector: bool) -> Iterator[Database]:
+def pgserver_postgres(with_vector: bool) -> Iterator[Database]:
+    """Start a throwaway server from pgserver's binaries (with or without pgvector)."""
     workdir = Path(tempfile.mkdtemp(prefix="llmcache-pgvector-"))
     os.chmod(workdir, 0o755)
     database = None
@@ -152,7 +153,7 @@ def pgvector_db() -> Iterator[Database]:
     if not FORCE_THROWAWAY and _has_vector(MACHINE_POSTGRES):
         yield Database(MACHINE_POSTGRES, "postgresql")
         return
-    with _throwaway(with_vector=True) as database:
+    with pgserver_postgres(with_vector=True) as database:
         yield database
 
 
@@ -163,5 +164,5 @@ def plain_postgres_db(request: pytest.FixtureRequest) -> Iterator[Database]:
     if _has_vector(database.url) is False:
         yield database
         return
-    with _throwaway(with_vector=False) as plain:
+    with pgserver_postgres(with_vector=False) as plain:
         yield plain

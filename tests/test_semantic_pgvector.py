@@ -121,6 +121,15 @@ def test_the_search_uses_the_hnsw_index(vector_tier: tuple[str, str]) -> None:
         assert found[0][0] == keys[42]
         assert found[0][1] > 0.95
         assert backend.search_vectors(DIM, "space-b", probe.tolist(), 3) == []  # type: ignore[attr-defined]
+        # a small partition beside a large one: its own nearest, not the large one's leftovers
+        small = [f"llmcache:default:s{n}~sem~q" for n in range(20)]
+        backend.set_many(dict.fromkeys(small, b"record"), None)
+        backend.put_vectors(DIM, [(k, "space-b", vectors[n].tolist()) for n, k in enumerate(small)])  # type: ignore[attr-defined]
+        rows(url, f"ANALYZE {table}_v{DIM}")
+        for _ in range(8):  # past psycopg's threshold for preparing a statement server-side
+            found = backend.search_vectors(DIM, "space-b", vectors[7].tolist(), 3)  # type: ignore[attr-defined]
+            assert found[0][0] == small[7]
+            assert len(found) == 3
         literal = "[" + ",".join(f"{x:.9g}" for x in probe) + "]"
         plan = rows(
             url,
