@@ -312,10 +312,11 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
         await self._run_batch(statements.put.sql, [statements.put_args(*row) for row in rows])
 
     async def search_vectors(
-        self, dim: int, space: str, vector: Sequence[float], k: int
-    ) -> list[tuple[str, float]]:
-        """Return up to ``k`` ``(record key, cosine similarity)`` of ``space``, best first
+        self, dim: int, space: str, vector: Sequence[float], k: int, floor: float
+    ) -> list[tuple[str, float, bytes]]:
+        """Return the nearest records of ``space``, best first
         (see :meth:`llmcache_sql.backend.SQLBackend.search_vectors`)."""
         statements = self._vector_statements(dim)
-        rows = await self._read(statements.search.sql, statements.search_args(space, vector, k))
-        return [(key_text(key), 1.0 - float(distance)) for key, distance in rows]
+        args = statements.search_args(space, vector, k, floor)
+        rows = await self._read(statements.search.sql, args)
+        return [(key_text(key), 1.0 - float(far), value_bytes(value)) for key, far, value in rows]

@@ -516,16 +516,20 @@ class SQLBackend(BaseCacheBackend):
         self._run_batch(statements.put.sql, [statements.put_args(*row) for row in rows])
 
     def search_vectors(
-        self, dim: int, space: str, vector: Sequence[float], k: int
-    ) -> list[tuple[str, float]]:
-        """Return up to ``k`` ``(record key, cosine similarity)`` of ``space``, best first.
+        self, dim: int, space: str, vector: Sequence[float], k: int, floor: float
+    ) -> list[tuple[str, float, bytes]]:
+        """Return the nearest records of ``space``, best first, in one statement.
+
+        Up to ``k`` ``(record key, cosine similarity, record)`` triples: the ``k`` nearest
+        live vectors of ``space`` whose similarity is at least ``floor``, with the stored
+        bytes of their records.
 
         :raises ValueError: :meth:`vectors` did not say yes to ``dim``.
         """
         statements = self._vector_statements(dim)
-        args = statements.search_args(space, vector, k)
+        args = statements.search_args(space, vector, k, floor)
         rows = self._run(statements.search.sql, args, fetch=True)
-        return [(key_text(key), 1.0 - float(distance)) for key, distance in rows]
+        return [(key_text(key), 1.0 - float(far), value_bytes(value)) for key, far, value in rows]
 
     # -- fork ----------------------------------------------------------------------------
 

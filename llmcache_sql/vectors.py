@@ -4,7 +4,8 @@ A semantic cache stores each question's vector as a record beside its answer (se
 :mod:`llmcache.semantic.matcher`). On a PostgreSQL tier whose server has the ``vector``
 extension (installed, or installable by ``CREATE EXTENSION IF NOT EXISTS vector``), the
 tier also keeps each vector in a table of its own, and the nearest-neighbour search runs in
-the server, so no process ever pulls a partition's vectors in:
+the server, so no process ever pulls a partition's vectors in; the same statement returns
+the nearest records themselves, so a lookup is one round trip:
 
 ``<table>_v<dim>``
     ``key`` (primary key, a foreign key to the entries table's ``key`` with ``ON DELETE
@@ -77,11 +78,16 @@ class VectorStatements:
             ),
             dialect,
         )
+        # the nearest vectors through the index, then their live records in the same trip
         self.search = Prepared(
             sa.text(
-                f"SELECT COALESCE(full_key, key), embedding <=> {cast} AS distance "
-                f"FROM {table} WHERE space = :space AND (expires IS NULL OR expires > :now) "
+                "SELECT COALESCE(v.full_key, v.key), v.distance, e.value FROM ("
+                f"SELECT key, full_key, embedding <=> {cast} AS distance FROM {table} "
+                "WHERE space = :space AND (expires IS NULL OR expires > :now) "
                 "ORDER BY distance LIMIT :k"
+                f") v JOIN {entries} e ON e.key = v.key "
+                "WHERE v.distance <= :far AND (e.expires IS NULL OR e.expires > :now) "
+                "ORDER BY v.distance"
             ),
             dialect,
         )
@@ -90,9 +96,15 @@ class VectorStatements:
         """Return the driver's arguments for :attr:`put`."""
         return self.put.args({"key": key, "space": space, "q": vector_literal(vector)})
 
-    def search_args(self, space: str, vector: Sequence[float], k: int) -> Any:
+    def search_args(self, space: str, vector: Sequence[float], k: int, floor: float) -> Any:
         """Return the driver's arguments for :attr:`search`."""
-        args = {"space": space, "q": vector_literal(vector), "now": time.time(), "k": k}
+        args = {
+            "space": space,
+            "q": vector_literal(vector),
+            "now": time.time(),
+            "k": k,
+            "far": 1.0 - floor,
+        }
         return self.search.args(args)
 
 

@@ -117,17 +117,20 @@ def test_the_search_uses_the_hnsw_index(vector_tier: tuple[str, str]) -> None:
         backend.put_vectors(DIM, items)  # type: ignore[attr-defined]
         rows(url, f"ANALYZE {table}_v{DIM}")
         probe = vectors[42] * 0.9 + rng.normal(size=DIM).astype(np.float32) * 0.01
-        found = backend.search_vectors(DIM, "space-a", probe.tolist(), 3)  # type: ignore[attr-defined]
+        found = backend.search_vectors(DIM, "space-a", probe.tolist(), 3, -1.0)  # type: ignore[attr-defined]
         assert found[0][0] == keys[42]
         assert found[0][1] > 0.95
-        assert backend.search_vectors(DIM, "space-b", probe.tolist(), 3) == []  # type: ignore[attr-defined]
+        assert found[0][2] == b"record"  # the record, read in the same statement
+        near = backend.search_vectors(DIM, "space-a", probe.tolist(), 3, 0.95)  # type: ignore[attr-defined]
+        assert [key for key, _, _ in near] == [keys[42]]  # the floor leaves the far ones out
+        assert backend.search_vectors(DIM, "space-b", probe.tolist(), 3, -1.0) == []  # type: ignore[attr-defined]
         # a small partition beside a large one: its own nearest, not the large one's leftovers
         small = [f"llmcache:default:s{n}~sem~q" for n in range(20)]
         backend.set_many(dict.fromkeys(small, b"record"), None)
         backend.put_vectors(DIM, [(k, "space-b", vectors[n].tolist()) for n, k in enumerate(small)])  # type: ignore[attr-defined]
         rows(url, f"ANALYZE {table}_v{DIM}")
         for _ in range(8):  # past psycopg's threshold for preparing a statement server-side
-            found = backend.search_vectors(DIM, "space-b", vectors[7].tolist(), 3)  # type: ignore[attr-defined]
+            found = backend.search_vectors(DIM, "space-b", vectors[7].tolist(), 3, -1.0)  # type: ignore[attr-defined]
             assert found[0][0] == small[7]
             assert len(found) == 3
         literal = "[" + ",".join(f"{x:.9g}" for x in probe) + "]"

@@ -100,8 +100,9 @@ class BaseCacheBackend(CacheBackend):
       ``vectors(dim) -> bool`` (whether the store keeps vectors of that size itself, decided
       on the first call), ``put_vectors(dim, items)`` (``(record key, space, vector)``
       items, each stored beside the record under that key, with its expiry, and removed
-      with it) and ``search_vectors(dim, space, vector, k)`` (up to ``k`` ``(record key,
-      cosine similarity)`` pairs of ``space``, best first). The PostgreSQL tier with
+      with it) and ``search_vectors(dim, space, vector, k, floor)`` (up to ``k``
+      ``(record key, cosine similarity, record bytes)`` of the nearest live vectors of
+      ``space`` with a similarity of at least ``floor``, best first). The PostgreSQL tier with
       pgvector has them (see ``llmcache_sql.vectors``).
     """
 

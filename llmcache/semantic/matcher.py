@@ -9,8 +9,8 @@ and other processes list them from a shared tier that can list its keys (Redis, 
 
 Where a shared tier searches vectors itself (the ``vectors`` capability: PostgreSQL with
 pgvector), each vector is also handed to that tier beside its record, and the search runs
-there, within the partition: only the few nearest records are read, and nothing is indexed
-in-process. The tier removes such a vector with its record (clears, deletes, expiry).
+there, within the partition: the tier answers with the few nearest records, and nothing is
+indexed in-process. The tier removes such a vector with its record (clears, deletes, expiry).
 
 Anything wrong on the way (no calibration record, an embedder that fails or answers with
 vectors of the wrong size, records of another embedder) skips the semantic step with one
@@ -379,26 +379,20 @@ class SemanticMatcher:
     def _search_steps(
         self, tier: Tier, query: Query, vector: Any
     ) -> Generator[Op, Any, list[tuple[float, Member]]]:
-        """Search a tier for the partition's nearest questions and read their records."""
+        """Search a tier for the partition's nearest questions (their records come along)."""
         config = self.config
         threshold = config.threshold
         assert threshold is not None
         dim = int(vector.shape[0])
         space = self._space(query.partition)
-        args = (dim, space, vector.tolist(), config.candidates)
+        args = (dim, space, vector.tolist(), config.candidates, threshold)
         found = yield Op(tier, "search_vectors", args)
         if found is FAILED:
             return []
-        near = [(key, similarity) for key, similarity in found if similarity >= threshold]
-        if not near:
-            return []
-        values = yield Op(tier, "get_many", ([key for key, _ in near],))
-        if values is FAILED:
-            return []
         hits = []
-        for (key, similarity), data in zip(near, values, strict=True):
-            member = None if data is None else self._member(query.partition, key, data, dim)
-            if member is not None:
+        for key, similarity, data in found:
+            member = self._member(query.partition, key, data, dim)
+            if member is not None and similarity >= threshold:
                 hits.append((similarity, member[0]))
         return hits
 
