@@ -269,3 +269,30 @@ def test_without_pgvector_the_search_stays_in_process_after_one_log_line(
     assert len(said) == 2  # once for each client's tier, however many calls
     assert "no 'vector' extension" in said[0].getMessage()
     assert rows(url, f"SELECT to_regclass('{table}_v{DIM}')") == [(None,)]
+
+
+async def test_an_async_client_alone_makes_the_vector_table_and_finds_its_questions(
+    vector_tier: tuple[str, str], sim: Simulator
+) -> None:
+    table, url = vector_tier
+    openai = AsyncOpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0)
+    writer = CachedClient(openai, tiers=[url], semantic=SEMANTIC)
+    reader = CachedClient(openai, tiers=[url], semantic=SEMANTIC)
+    try:
+        first = await writer.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "How can I lose weight fast?"}],
+        )
+        assert len(await asyncio.to_thread(vector_rows, url, table)) == 1
+        near = await reader.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "How can I lose weight quickly?"}],
+        )
+        assert near.cache_match == "semantic"
+        assert near.cache_key == first.cache_key
+        assert reader._core.semantic._indexes == {}
+        assert writer._core.semantic._indexes == {}
+    finally:
+        await writer.clear_cache()
+        await writer.close()
+        await reader.close()
