@@ -151,8 +151,10 @@ def ensure_vectors(conn: sa.Connection, schema: Schema, dim: int) -> str | None:
             try:
                 conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
             except sa.exc.DBAPIError as exc:
-                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-                return f"CREATE EXTENSION vector failed: {reason}"
+                # another tier's process may have created it at the same moment
+                if not _has_extension(conn):
+                    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                    return f"CREATE EXTENSION vector failed: {reason}"
         for statement in _ddl(schema, dim):
             conn.exec_driver_sql(statement)
     finally:

@@ -296,3 +296,29 @@ async def test_an_async_client_alone_makes_the_vector_table_and_finds_its_questi
         await writer.clear_cache()
         await writer.close()
         await reader.close()
+
+
+async def test_a_sync_tier_served_to_async_clients_keeps_the_capability(
+    vector_tier: tuple[str, str],
+) -> None:
+    from llmcache.backends.base import SyncToAsync
+    from llmcache.backends.capabilities import detect
+    from llmcache.backends.memory import MemoryBackend
+
+    table, url = vector_tier
+    served = SyncToAsync(from_url(url))
+    try:
+        assert detect(served, is_async=True).vectors
+        assert not detect(SyncToAsync(MemoryBackend()), is_async=True).vectors
+        assert await served.vectors(DIM) is True  # type: ignore[attr-defined]
+        key = "llmcache:default:k~sem~p"
+        await served.set(key, b"record", None)
+        vector = [1.0] + [0.0] * (DIM - 1)
+        await served.put_vectors(DIM, [(key, "s", vector)])  # type: ignore[attr-defined]
+        found = await served.search_vectors(DIM, "s", vector, 3, 0.9)  # type: ignore[attr-defined]
+        assert found == [(key, 1.0, b"record")]
+        await served.delete([key])  # the record goes, and its vector with it
+        assert await served.search_vectors(DIM, "s", vector, 3, -1.0) == []  # type: ignore[attr-defined]
+        assert vector_rows(url, table) == []
+    finally:
+        await served.close()
