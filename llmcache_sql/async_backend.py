@@ -30,6 +30,7 @@ from .schema import (
     value_bytes,
 )
 from .statements import MANY_CHUNK, Statements, padded
+from .vectors import VectorStatements, ensure_vectors, not_found
 from .watchdog import Alarm
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
         self._watched = config.family == "postgresql"
         self._reader: Any = None  # SQLite: the aiosqlite connection reads go to
         self._reader_conn: AsyncConnection | None = None
+        self._vector_sql: dict[int, VectorStatements | None] = {}  # dim -> pgvector's, or None
 
     def __repr__(self) -> str:
         return f"<AsyncSQLBackend {self.config.redacted} table={self.schema.name}>"
@@ -273,3 +275,48 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
         await self._run(
             statements.unlock.sql, statements.unlock.args({"name": stored, "token": token})
         )
+
+    # -- semantic vectors (pgvector, see llmcache_sql.vectors) -----------------------------
+
+    async def vectors(self, dim: int) -> bool:
+        """Tell whether this tier keeps and searches vectors of ``dim`` dimensions itself
+        (see :meth:`llmcache_sql.backend.SQLBackend.vectors`)."""
+        if dim in self._vector_sql:
+            return self._vector_sql[dim] is not None
+        self._statements or await self._prepare()
+        async with self.engine.connect() as conn:
+            reason = await conn.run_sync(ensure_vectors, self.schema, dim)
+        if dim not in self._vector_sql:  # another coroutine may have decided meanwhile
+            if reason is None:
+                self._vector_sql[dim] = VectorStatements(self.schema, dim, self.engine.dialect)
+            else:
+                self._vector_sql[dim] = None
+                if self.config.family == "postgresql":
+                    not_found(self, reason)
+        return self._vector_sql[dim] is not None
+
+    def _vector_statements(self, dim: int) -> VectorStatements:
+        statements = self._vector_sql.get(dim)
+        if statements is None:
+            raise ValueError(f"{self!r} keeps no vectors of {dim} dimensions (see vectors())")
+        return statements
+
+    async def put_vectors(
+        self, dim: int, items: Sequence[tuple[str, str, Sequence[float]]]
+    ) -> None:
+        """Store ``(record key, space, vector)`` items beside their records
+        (see :meth:`llmcache_sql.backend.SQLBackend.put_vectors`)."""
+        statements = self._vector_statements(dim)
+        limit = self.schema.key_limit
+        rows = sorted((storage_key(key, limit)[0], space, vector) for key, space, vector in items)
+        await self._run_batch(statements.put.sql, [statements.put_args(*row) for row in rows])
+
+    async def search_vectors(
+        self, dim: int, space: str, vector: Sequence[float], k: int, floor: float
+    ) -> list[tuple[str, float, bytes]]:
+        """Return the nearest records of ``space``, best first
+        (see :meth:`llmcache_sql.backend.SQLBackend.search_vectors`)."""
+        statements = self._vector_statements(dim)
+        args = statements.search_args(space, vector, k, floor)
+        rows = await self._read(statements.search.sql, args)
+        return [(key_text(key), 1.0 - float(far), value_bytes(value)) for key, far, value in rows]

@@ -42,6 +42,7 @@ from .schema import (
     value_bytes,
 )
 from .statements import MANY_CHUNK, Statements, is_literal, padded
+from .vectors import VectorStatements, ensure_vectors, not_found
 from .watchdog import Alarm
 
 __all__ = ["SQLBackend"]
@@ -152,6 +153,7 @@ class SQLBackend(BaseCacheBackend):
         self._purge_lock = threading.Lock()
         self._next_purge = 0.0
         self._watched = config.family == "postgresql"  # the other drivers time out by themselves
+        self._vector_sql: dict[int, VectorStatements | None] = {}  # dim -> pgvector's, or None
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -466,6 +468,68 @@ class SQLBackend(BaseCacheBackend):
         statements = self._statements or self._prepare()
         stored = storage_key(name, self.schema.key_limit)[0]
         self._run(statements.unlock.sql, statements.unlock.args({"name": stored, "token": token}))
+
+    # -- semantic vectors (pgvector, see llmcache_sql.vectors) -----------------------------
+
+    def vectors(self, dim: int) -> bool:
+        """Tell whether this tier keeps and searches vectors of ``dim`` dimensions itself.
+
+        True on PostgreSQL with the ``vector`` extension (created here where it is available
+        and permitted, with the vector table, on the first call); otherwise False, said
+        once in the log for a PostgreSQL tier. Decided once per size.
+        """
+        if dim in self._vector_sql:
+            return self._vector_sql[dim] is not None
+        self._statements or self._prepare()
+        with self._prepare_lock:
+            if dim not in self._vector_sql:
+                with self.engine.connect() as conn:
+                    reason = ensure_vectors(conn, self.schema, dim)
+                if reason is None:
+                    made = VectorStatements(self.schema, dim, self.engine.dialect)
+                    self._vector_sql[dim] = made
+                else:
+                    self._vector_sql[dim] = None
+                    if self.config.family == "postgresql":
+                        not_found(self, reason)
+        return self._vector_sql[dim] is not None
+
+    def _vector_statements(self, dim: int) -> VectorStatements:
+        statements = self._vector_sql.get(dim)
+        if statements is None:
+            raise ValueError(f"{self!r} keeps no vectors of {dim} dimensions (see vectors())")
+        return statements
+
+    def put_vectors(self, dim: int, items: Sequence[tuple[str, str, Sequence[float]]]) -> None:
+        """Store ``(record key, space, vector)`` items beside their records.
+
+        A vector whose record is not in the table is not stored; it takes the record's
+        expiry, and goes when the record goes.
+
+        :raises ValueError: :meth:`vectors` did not say yes to ``dim``.
+        """
+        statements = self._vector_statements(dim)
+        limit = self.schema.key_limit
+        rows = sorted(
+            (storage_key(key, limit)[0], space, vector) for key, space, vector in items
+        )  # one lock order for every writer
+        self._run_batch(statements.put.sql, [statements.put_args(*row) for row in rows])
+
+    def search_vectors(
+        self, dim: int, space: str, vector: Sequence[float], k: int, floor: float
+    ) -> list[tuple[str, float, bytes]]:
+        """Return the nearest records of ``space``, best first, in one statement.
+
+        Up to ``k`` ``(record key, cosine similarity, record)`` triples: the ``k`` nearest
+        live vectors of ``space`` whose similarity is at least ``floor``, with the stored
+        bytes of their records.
+
+        :raises ValueError: :meth:`vectors` did not say yes to ``dim``.
+        """
+        statements = self._vector_statements(dim)
+        args = statements.search_args(space, vector, k, floor)
+        rows = self._run(statements.search.sql, args, fetch=True)
+        return [(key_text(key), 1.0 - float(far), value_bytes(value)) for key, far, value in rows]
 
     # -- fork ----------------------------------------------------------------------------
 

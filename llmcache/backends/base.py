@@ -95,7 +95,15 @@ class BaseCacheBackend(CacheBackend):
     - ``close()``: release connections and files;
     - listing: ``supports_scan = True`` and ``scan(pattern)``, for ``llmcache stats``;
     - locks: ``supports_locks = True``, ``try_lock(name, ttl)`` and ``unlock(name, token)``,
-      for single-flight across processes.
+      for single-flight across processes;
+    - vector search, for semantic matching (all three, coroutines on an async backend):
+      ``vectors(dim) -> bool`` (whether the store keeps vectors of that size itself, decided
+      on the first call), ``put_vectors(dim, items)`` (``(record key, space, vector)``
+      items, each stored beside the record under that key, with its expiry, and removed
+      with it) and ``search_vectors(dim, space, vector, k, floor)`` (up to ``k``
+      ``(record key, cosine similarity, record bytes)`` of the nearest live vectors of
+      ``space`` with a similarity of at least ``floor``, best first). The PostgreSQL tier with
+      pgvector has them (see ``llmcache_sql.vectors``).
     """
 
     shared: ClassVar[bool] = False
@@ -232,6 +240,16 @@ class SyncToAsync(BaseAsyncCacheBackend):
         self.awaits = "task" if in_thread else "inline"  # type: ignore[misc]
         self.shared = bool(getattr(backend, "shared", False))  # type: ignore[misc]
         self.supports_locks = bool(getattr(backend, "supports_locks", False))  # type: ignore[misc]
+        for name in ("vectors", "put_vectors", "search_vectors"):  # only where it has them
+            method = getattr(backend, name, None)
+            if callable(method):
+                setattr(self, name, self._forward(method))
+
+    def _forward(self, method: Callable[..., T]) -> Callable[..., Any]:
+        async def call(*args: Any, **kwargs: Any) -> T:
+            return await self._call(method, *args, **kwargs)
+
+        return call
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self.in_thread:

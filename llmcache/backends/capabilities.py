@@ -19,7 +19,7 @@ from typing import Any
 from llmcache.backends.base import AWAITS
 from llmcache.errors import ConfigError
 
-__all__ = ["REQUIRED", "Capabilities", "conform", "declared_options"]
+__all__ = ["REQUIRED", "VECTOR_METHODS", "Capabilities", "conform", "declared_options"]
 
 REQUIRED = ("get", "set", "delete", "clear")
 
@@ -35,6 +35,9 @@ class Capabilities:
     :param listing: it lists its keys (``supports_scan`` and ``scan``).
     :param locks: it has cross-process locks (``supports_locks``, ``try_lock``, ``unlock``).
     :param awaits: for an async backend, how the core awaits it (one of ``AWAITS``).
+    :param vectors: it may keep semantic vectors and search them itself (``vectors(dim)``
+        says whether it does for a size; ``put_vectors``, ``search_vectors``; see
+        :class:`~llmcache.backends.base.BaseCacheBackend`).
     """
 
     shared: bool = False
@@ -44,6 +47,10 @@ class Capabilities:
     listing: bool = False
     locks: bool = False
     awaits: str = "task"
+    vectors: bool = False
+
+
+VECTOR_METHODS = ("vectors", "put_vectors", "search_vectors")
 
 
 def _takes(method: Any, name: str) -> bool:
@@ -100,6 +107,7 @@ def detect(backend: Any, *, is_async: bool) -> Capabilities:
         and has("try_lock")
         and has("unlock"),
         awaits=_awaits(backend) if is_async else "task",
+        vectors=all(has(name) for name in VECTOR_METHODS),
     )
 
 
@@ -124,7 +132,7 @@ class _Filled:
             plain_set = backend.set
             self.set = lambda key, value, ttl, created=None: plain_set(key, value, ttl)
         self.close = getattr(backend, "close", None) or (lambda: None)
-        for name in ("scan", "try_lock", "unlock"):
+        for name in ("scan", "try_lock", "unlock", *VECTOR_METHODS):
             if hasattr(backend, name):
                 setattr(self, name, getattr(backend, name))
 

@@ -7,6 +7,11 @@ entries, in the same tiers with the same TTL, under the entry's logical key plus
 ``~sem~<partition>``: a glob over logical keys that clears an entry clears its vector too,
 and other processes list them from a shared tier that can list its keys (Redis, SQL).
 
+Where a shared tier searches vectors itself (the ``vectors`` capability: PostgreSQL with
+pgvector), each vector is also handed to that tier beside its record, and the search runs
+there, within the partition: the tier answers with the few nearest records, and nothing is
+indexed in-process. The tier removes such a vector with its record (clears, deletes, expiry).
+
 Anything wrong on the way (no calibration record, an embedder that fails or answers with
 vectors of the wrong size, records of another embedder) skips the semantic step with one
 warning per cause, counted in ``stats().semantic_errors``; exact caching goes on.
@@ -15,11 +20,12 @@ warning per cause, counted in ``stats().semantic_errors``; exact caching goes on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +92,7 @@ class SemanticMatcher:
         self._synced: dict[str, float] = {}
         self._pending: OrderedDict[str, tuple[Query, Any]] = OrderedDict()
         self._listers: dict[str, Any] = {}  # tier label -> a sync store that lists its keys
+        self._searching: dict[str, bool] = {}  # tier label -> whether it searches vectors itself
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._prefix = physical_key(namespace, "")
@@ -218,20 +225,29 @@ class SemanticMatcher:
                     index = self._indexes[partition] = PartitionIndex(int(self.embedder.dim))
         return index
 
-    def _candidates(self, query: Query, vector: Any) -> list[tuple[float, Member]]:
-        """Return the indexed questions that pass every check, best first."""
+    def _indexed(self, query: Query, vector: Any) -> list[tuple[float, Member]]:
+        """Return the in-process index's nearest questions of the partition, best first."""
         config = self.config
-        threshold = config.threshold
-        assert threshold is not None
+        assert config.threshold is not None
         index = self._indexes.get(query.partition)
         if index is None:
             return []
         now = time.time()
-        passed = []
-        for similarity, member in index.search(vector, config.candidates, threshold):
+        hits = []
+        for similarity, member in index.search(vector, config.candidates, config.threshold):
             if member.expires is not None and member.expires <= now:
                 index.remove(member.key)
                 continue
+            hits.append((similarity, member))
+        return hits
+
+    def _candidates(
+        self, query: Query, hits: list[tuple[float, Member]]
+    ) -> list[tuple[float, Member]]:
+        """Return the near questions that pass every check, best first."""
+        config = self.config
+        passed = []
+        for similarity, member in hits:
             if not same_answer_tokens(query.text, member.text):
                 continue
             if not length_ok(query.text, member.text, config.max_length_ratio):
@@ -276,19 +292,30 @@ class SemanticMatcher:
         if vector is None or not self._wanted(plan, query, vector):
             return None
         tiers = engine.tiers
-        for tier in self._due(query.partition, plan.read_tiers):
-            keys = self._listed(tier, query.partition)
-            steps = self._fetch_steps(tier, query.partition, keys)
-            tiers.run(steps, plan)
+        server = tiers.run(self._server_steps(plan.read_tiers, vector), plan)
+        if server is not None:
+            hits = tiers.run(self._search_steps(server, query, vector), plan)
+        else:
+            for tier in self._due(query.partition, plan.read_tiers):
+                keys = self._listed(tier, query.partition)
+                steps = self._fetch_steps(tier, query.partition, keys)
+                tiers.run(steps, plan)
+            hits = self._indexed(query, vector)
         check = engine.checker(plan, adapter, stream)
-        for similarity, member in self._candidates(query, vector):
+        for similarity, member in self._candidates(query, hits):
             pkey = self._prefix + member.key
             steps = tiers.lookup_steps(pkey, plan.read_tiers, plan.max_age, plan, check)
             found, fresh = tiers.run(steps, plan)
             if fresh:
                 return self._near(plan, found, member, similarity)
-            self._indexes[query.partition].remove(member.key)  # its entry is gone
+            self._gone(query.partition, member)
         return None
+
+    def _gone(self, partition: str, member: Member) -> None:
+        """Forget a question whose entry is gone."""
+        index = self._indexes.get(partition)
+        if index is not None:
+            index.remove(member.key)
 
     def _near(self, plan: Any, found: Found, member: Member, similarity: float) -> Near:
         with self._lock:  # served from another entry: nothing of this call will be stored
@@ -304,21 +331,72 @@ class SemanticMatcher:
         if vector is None or not self._wanted(plan, query, vector):
             return None
         tiers = engine.tiers
-        for tier in self._due(query.partition, plan.read_tiers, listed=False):
-            lister = await asyncio.to_thread(self._lister, tier)
-            if lister is None:
-                continue
-            keys = await asyncio.to_thread(self._listed, tier, query.partition, lister)
-            await tiers.run(self._fetch_steps(tier, query.partition, keys), plan)
+        server = await tiers.run(self._server_steps(plan.read_tiers, vector), plan)
+        if server is not None:
+            hits = await tiers.run(self._search_steps(server, query, vector), plan)
+        else:
+            for tier in self._due(query.partition, plan.read_tiers, listed=False):
+                lister = await asyncio.to_thread(self._lister, tier)
+                if lister is None:
+                    continue
+                keys = await asyncio.to_thread(self._listed, tier, query.partition, lister)
+                await tiers.run(self._fetch_steps(tier, query.partition, keys), plan)
+            hits = self._indexed(query, vector)
         check = engine.checker(plan, adapter, stream)
-        for similarity, member in self._candidates(query, vector):
+        for similarity, member in self._candidates(query, hits):
             pkey = self._prefix + member.key
             steps = tiers.lookup_steps(pkey, plan.read_tiers, plan.max_age, plan, check)
             found, fresh = await tiers.run(steps, plan)
             if fresh:
                 return self._near(plan, found, member, similarity)
-            self._indexes[query.partition].remove(member.key)
+            self._gone(query.partition, member)
         return None
+
+    # -- vectors searched by a tier (pgvector) -----------------------------------------------
+
+    def _space(self, partition: str) -> str:
+        """Name a partition in a tier's vector search: namespace, embedder and partition."""
+        seed = f"{self._prefix}\0{self._name()}\0{partition}".encode()
+        return hashlib.sha256(seed).hexdigest()[:32]
+
+    def _searches(self, tier: Tier, vector: Any) -> Generator[Op, Any, bool]:
+        """Tell whether a tier searches vectors of this size itself (asked once per tier)."""
+        if not (tier.shared and tier.caps.vectors):
+            return False
+        known = self._searching.get(tier.label)
+        if known is None:
+            answer = yield Op(tier, "vectors", (int(vector.shape[0]),))
+            if answer is FAILED:  # unreachable now: asked again on the next call
+                return False
+            known = self._searching[tier.label] = answer is True
+        return known
+
+    def _server_steps(self, tiers: Sequence[Tier], vector: Any) -> Generator[Op, Any, Any]:
+        """Return the first of ``tiers`` that searches vectors itself, or ``None``."""
+        for tier in tiers:
+            if (yield from self._searches(tier, vector)):
+                return tier
+        return None
+
+    def _search_steps(
+        self, tier: Tier, query: Query, vector: Any
+    ) -> Generator[Op, Any, list[tuple[float, Member]]]:
+        """Search a tier for the partition's nearest questions (their records come along)."""
+        config = self.config
+        threshold = config.threshold
+        assert threshold is not None
+        dim = int(vector.shape[0])
+        space = self._space(query.partition)
+        args = (dim, space, vector.tolist(), config.candidates, threshold)
+        found = yield Op(tier, "search_vectors", args)
+        if found is FAILED:
+            return []
+        hits = []
+        for key, similarity, data in found:
+            member = self._member(query.partition, key, data, dim)
+            if member is not None and similarity >= threshold:
+                hits.append((similarity, member[0]))
+        return hits
 
     # -- vectors of other processes ----------------------------------------------------------
 
@@ -370,6 +448,12 @@ class SemanticMatcher:
                     self._load(index, partition, key, data)
 
     def _load(self, index: PartitionIndex, partition: str, key: str, data: bytes) -> None:
+        loaded = self._member(partition, key, data, index.dim)
+        if loaded is not None:
+            index.add(*loaded)
+
+    def _member(self, partition: str, key: str, data: bytes, dim: int) -> tuple[Member, Any] | None:
+        """Decode a vector record of ``partition``: its question and vector, or ``None``."""
         import numpy as np
 
         try:
@@ -383,15 +467,15 @@ class SemanticMatcher:
                 raise CorruptEntry("a semantic vector record without its question")
         except (CorruptEntry, KeyError, TypeError, ValueError) as exc:
             self._skip("record", f"dropped a bad semantic vector record: {exc}")
-            return
-        if name != self._name() or vector.shape != (index.dim,):
+            return None
+        if name != self._name() or vector.shape != (dim,):
             self._skip(
                 "foreign",
                 f"semantic vectors of the embedder {name!r} are in the store; this cache "
                 f"uses {self._name()!r}, and ignores them",
             )
-            return
-        index.add(Member(target, text, record.expires), vector)
+            return None
+        return Member(target, text, record.expires), vector
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -422,8 +506,15 @@ class SemanticMatcher:
         yield from store_steps(
             {record.key: record}, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
         )
-        expires = None if plan.ttl is None else entry.created + plan.ttl
-        self._index(query.partition).add(Member(plan.key, query.text, expires), vector)
+        searched = False  # by a tier: then not in-process (see the module docstring)
+        for tier in plan.write_tiers:
+            if (yield from self._searches(tier, vector)):
+                item = (record.key, self._space(query.partition), vector.tolist())
+                yield Op(tier, "put_vectors", (int(vector.shape[0]), [item]))
+                searched = True
+        if not searched:
+            expires = None if plan.ttl is None else entry.created + plan.ttl
+            self._index(query.partition).add(Member(plan.key, query.text, expires), vector)
 
     def forget(self) -> None:
         """Drop the in-process indexes (after a clear: they are read again from the tiers)."""
