@@ -36,10 +36,10 @@ import sqlalchemy as sa
 from openai import OpenAI
 
 from llmcache import CachedClient
-from llmcache.codec import Entry
+from llmcache._tiers.codec import Entry
 from llmcache.semantic.embedders import WordLlamaEmbedder
 from llmcache.semantic.matcher import SUFFIX
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from llmcache_sql.vectors import table_name, vector_literal
 
 from .semantic import SEED, Table, lookup_cost

@@ -513,7 +513,8 @@ _BANNED_HOOKS = {"ext_hook", "object_hook", "object_pairs_hook", "list_hook"}
 # every place that imports a module by a computed name, reviewed: the names come from
 # llmcache's own code (a fixed table), never from stored bytes or a request
 _REVIEWED_IMPORTS = {
-    ("llmcache/plugins.py", "import_module"),
+    ("llmcache/_plugins.py", "import_module"),  # fixed names: the built-in plugins
+    ("llmcache/_moved.py", "import_module"),  # fixed names: the MOVED table
     ("llmcache/http/transport.py", "import_module"),  # fixed names: httpx2, httpx, SDKs
     ("llmcache/semantic/embedders.py", "import_module"),  # fixed names: the embedders' wheels
     ("llmcache/testmode/session.py", "import_module"),  # fixed names: httpx2, httpx

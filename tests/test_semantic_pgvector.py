@@ -23,7 +23,7 @@ from openai import AsyncOpenAI
 
 from llmcache import CachedClient
 from llmcache.semantic.embedders import WordLlamaEmbedder
-from llmcache.simulator import Simulator
+from llmcache.tools.simulator import Simulator
 from llmcache_sql.plugin import from_url
 from tests.pgvector_fixtures import drop_vector_tables, pgvector_db, plain_postgres_db
 from tests.sql_fixtures import Database, postgres_db, table_url

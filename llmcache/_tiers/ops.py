@@ -15,7 +15,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmcache._tiers.tier import Tier
 
-__all__ = ["Clear", "Delete", "Get", "GetMany", "Op", "Set", "SetMany", "TryLock", "Unlock"]
+__all__ = [
+    "Clear",
+    "Delete",
+    "Get",
+    "GetMany",
+    "Op",
+    "PutVectors",
+    "SearchVectors",
+    "Set",
+    "SetMany",
+    "TryLock",
+    "Unlock",
+    "Vectors",
+]
 
 
 @dataclass(slots=True)
@@ -115,3 +128,39 @@ class Unlock(Op):
 
     def apply(self, backend: Any) -> Any:
         return backend.unlock(self.name, self.token)
+
+
+@dataclass(slots=True)
+class Vectors(Op):
+    """Ask whether the tier stores and searches vectors of ``dim`` numbers itself."""
+
+    dim: int
+
+    def apply(self, backend: Any) -> Any:
+        return backend.vectors(self.dim)
+
+
+@dataclass(slots=True)
+class PutVectors(Op):
+    """Store vectors beside their entries: ``(key, space, vector)`` items."""
+
+    dim: int
+    items: Sequence[tuple[str, str, list[float]]]
+
+    def apply(self, backend: Any) -> Any:
+        return backend.put_vectors(self.dim, self.items)
+
+
+@dataclass(slots=True)
+class SearchVectors(Op):
+    """Find the ``k`` nearest vectors of a space at or above ``floor`` similarity, with
+    their entries: ``(key, similarity, record)`` items."""
+
+    dim: int
+    space: str
+    vector: list[float]
+    k: int
+    floor: float
+
+    def apply(self, backend: Any) -> Any:
+        return backend.search_vectors(self.dim, self.space, self.vector, self.k, self.floor)

@@ -31,7 +31,7 @@ from typing import Any
 
 from llmcache._rules.keys import physical_key
 from llmcache._tiers.codec import Codec, CorruptEntry, Entry
-from llmcache._tiers.ops import GetMany
+from llmcache._tiers.ops import GetMany, Op, PutVectors, SearchVectors, Vectors
 from llmcache._tiers.steps import FAILED
 from llmcache._tiers.tier import Found, Tier
 from llmcache.backends import globs
@@ -365,7 +365,7 @@ class SemanticMatcher:
             return False
         known = self._searching.get(tier.label)
         if known is None:
-            answer = yield Op(tier, "vectors", (int(vector.shape[0]),))
+            answer = yield Vectors(tier, int(vector.shape[0]))
             if answer is FAILED:  # unreachable now: asked again on the next call
                 return False
             known = self._searching[tier.label] = answer is True
@@ -387,8 +387,7 @@ class SemanticMatcher:
         assert threshold is not None
         dim = int(vector.shape[0])
         space = self._space(query.partition)
-        args = (dim, space, vector.tolist(), config.candidates, threshold)
-        found = yield Op(tier, "search_vectors", args)
+        found = yield SearchVectors(tier, dim, space, vector.tolist(), config.candidates, threshold)
         if found is FAILED:
             return []
         hits = []
@@ -510,7 +509,7 @@ class SemanticMatcher:
         for tier in plan.write_tiers:
             if (yield from self._searches(tier, vector)):
                 item = (record.key, self._space(query.partition), vector.tolist())
-                yield Op(tier, "put_vectors", (int(vector.shape[0]), [item]))
+                yield PutVectors(tier, int(vector.shape[0]), [item])
                 searched = True
         if not searched:
             expires = None if plan.ttl is None else entry.created + plan.ttl
