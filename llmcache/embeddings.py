@@ -13,6 +13,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .canonical import keep_request
 from .codec import CorruptEntry, Entry
 from .errors import ConfigError
 from .options import Directives
@@ -58,6 +59,7 @@ class EmbeddingCall:
     items: list[Any]
     params: dict[str, Any]
     single: bool
+    keep_requests: bool = False  # each entry carries its input's canonical request
 
     @classmethod
     def prepare(
@@ -100,7 +102,7 @@ class EmbeddingCall:
                 "the key strategy gives several different inputs the same key; "
                 "it cannot cache a list of embedding inputs"
             )
-        return params, cls(plans, items, params, single)
+        return params, cls(plans, items, params, single, planner.keep_requests)
 
     def steps(
         self, tiers: _TierLogic, adapter: EndpointAdapter
@@ -128,6 +130,10 @@ class EmbeddingCall:
                 {**self.params, "input": wanted[0] if self.single else wanted}
             )
             fresh = self._entries(dump(response), list(missing), adapter)
+            if self.keep_requests:
+                for plan in self.plans:
+                    if plan.pkey in fresh:
+                        keep_request(fresh[plan.pkey], plan.request)
             entries.update(fresh)
             if first.write_tiers:
                 yield from tiers.store_steps(

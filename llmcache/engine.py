@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from .canonical import keep_request
 from .codec import CorruptEntry, Entry, describe_failure
 from .embeddings import EmbeddingCall
 from .errors import CacheMiss
@@ -443,6 +444,8 @@ class Engine:
         """Write an entry into the plan's tiers and tell observers."""
         if not plan.write_tiers:
             return
+        if self.planner.keep_requests:
+            keep_request(entry, plan.request)
         started = time.perf_counter()
         written = yield from self.tiers.store_steps(
             {plan.pkey: entry}, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace
