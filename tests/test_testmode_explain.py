@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import MODEL
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 
 import llmcache
+from llmcache import ConfigError
 from llmcache.testmode import RecordingError, explain
 from llmcache.testmode.lines import key_of
 from llmcache.testmode.session import Recording, install, uninstall
@@ -20,8 +24,10 @@ from llmcache.testmode.store import open_recording
 from llmcache.tools.cli import main
 from llmcache.tools.simulator import Simulator
 from tests.memcached_fixtures import MemcachedServer, memcached_servers
+from tests.redis_fixtures import RedisServer, redis_server
+from tests.sql_fixtures import Database, drop_tables, postgres_db, table_url
 
-__all__ = ["memcached_servers"]  # a fixture, used by name
+__all__ = ["memcached_servers", "postgres_db", "redis_server"]  # fixtures, used by name
 
 
 def ask(client: OpenAI, content: str) -> None:
@@ -113,7 +119,9 @@ def test_a_damaged_recording_is_named_with_its_line(tmp_path: Path) -> None:
         explain(f"recording://{path}", bare("Hello"))
 
 
-def test_a_store_of_answers_says_it_cannot_compare_fields(sim: Simulator, tmp_path: Path) -> None:
+def test_entries_without_their_request_are_counted_with_the_option_to_keep_them(
+    sim: Simulator, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'cache.db'}"
     http = llmcache.http_client(tiers=[url], namespace="app")
     try:
@@ -125,14 +133,132 @@ def test_a_store_of_answers_says_it_cannot_compare_fields(sim: Simulator, tmp_pa
     assert held.held
     missed = explain(url, bare("Hello!"), upstream=sim.base_url, namespace="app")
     assert not missed.held
-    assert "the namespace holds 1 entries" in missed.text()
-    assert "cannot say which fields differ" in missed.text()
+    assert (missed.scanned, missed.recorded, missed.nearest) == (1, 0, [])
+    text = missed.text()
+    assert "read 1 entry of the namespace (all of them; at most 1000 are read)" in text
+    assert "1 entry was stored without its request and is not compared" in text
+    assert "keep_requests=True (llmcache serve --keep-requests)" in text
+
+
+def fill(url: str, sim: Simulator, namespace: str, *contents: str, keep: bool = True) -> None:
+    """Cache one chat answer per content in the store at ``url``."""
+    openai = OpenAI(base_url=sim.base_url, api_key="sk-x", max_retries=0)
+    client = llmcache.CachedClient(openai, tiers=[url], namespace=namespace, keep_requests=keep)
+    for content in contents:
+        ask(client, content)  # type: ignore[arg-type]
+    client.close()
+
+
+def test_the_command_shows_the_nearest_entry_of_a_sqlite_file(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    fill(url, sim, "app", "Hello", "Tell me about databases")
+    fill(url, sim, "app", "Goodbye", keep=False)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(bare("Hello!")))
+    args = ["explain", url, "--request", str(request), "-n", "app", "--base-url", sim.base_url]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[2] == "held: no"
+    assert lines[3] == (
+        "read 3 entries of the namespace (all of them; at most 1000 are read), 2 with their request"
+    )
+    assert lines[4].startswith("nearest #1: chat.completions gpt-4o-mini (key v1-")
+    assert lines[6] == "    messages[0].content: 'Hello!' != 'Hello'"
+    assert "1 entry was stored without its request" in result.output
+
+
+def test_the_scan_is_bounded_and_says_so(sim: Simulator, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    fill(url, sim, "app", "one", "two", "three", "four")
+    found = explain(url, bare("five"), upstream=sim.base_url, namespace="app", scan=2)
+    assert (found.scanned, found.recorded, found.complete) == (2, 2, False)
+    assert len(found.nearest) == 2
+    assert "read 2 entries of the namespace (the limit, 2: the rest were not compared" in (
+        found.text()
+    )
+    with pytest.raises(ConfigError, match="scan must be a whole number of entries >= 1, not 0"):
+        explain(url, bare("five"), scan=0)
+
+
+def test_redis_shows_the_nearest_entry(redis_server: RedisServer, sim: Simulator) -> None:
+    namespace = f"explain-{uuid.uuid4().hex[:8]}"
+    fill(redis_server.url, sim, namespace, "Hello", "What is a cache?")
+    found = explain(
+        redis_server.url, bare("What is caching?"), upstream=sim.base_url, namespace=namespace
+    )
+    assert not found.held
+    assert (found.scanned, found.recorded) == (2, 2)
+    assert [d.text() for d in found.nearest[0].differences] == [
+        "messages[0].content: 'What is caching?' != 'What is a cache?'"
+    ]
+    assert explain(redis_server.url, bare("Hello"), upstream=sim.base_url, namespace=namespace).held
+
+
+def test_the_command_in_a_process_of_its_own_explains_a_postgresql_miss(
+    postgres_db: Database, sim: Simulator, tmp_path: Path
+) -> None:
+    table, url = table_url(postgres_db)
+    try:
+        fill(url, sim, "app", "Hello")
+        request = tmp_path / "request.json"
+        request.write_text(json.dumps({**bare("Hello"), "temperature": 0.2}))
+        argv = [sys.executable, "-m", "llmcache", "explain", url, "--request", str(request)]
+        argv += ["--namespace", "app", "--base-url", sim.base_url]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "held: no" in done.stdout
+        assert "    temperature: 0.2 != (absent)" in done.stdout
+    finally:
+        drop_tables(postgres_db.url, table)
+
+
+def test_a_client_explains_a_miss_from_its_memory_tier(sim: Simulator) -> None:
+    openai = OpenAI(base_url=sim.base_url, api_key="sk-x", max_retries=0)
+    client = llmcache.CachedClient(openai, namespace="mine", keep_requests=True)
+    ask(client, "Hello")  # type: ignore[arg-type]
+    held = explain(client, bare("Hello"))  # its upstream, namespace and key strategy
+    assert held.held
+    missed = explain(client, {**bare("Hello"), "max_tokens": 5})
+    assert (missed.namespace, missed.store) == ("mine", "L1:memory")
+    assert [d.text() for d in missed.nearest[0].differences] == ["max_tokens: 5 != (absent)"]
+
+
+async def test_an_async_client_explains_its_memory_tier_and_not_its_redis_one(
+    sim: Simulator, redis_server: RedisServer
+) -> None:
+    openai = AsyncOpenAI(base_url=sim.base_url, api_key="sk-x", max_retries=0)
+    namespace = f"explain-{uuid.uuid4().hex[:8]}"
+    client = llmcache.CachedClient(
+        openai, tiers=["memory://", redis_server.url], namespace=namespace, keep_requests=True
+    )
+    await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
+    found = explain(client, bare("Hi!"))
+    assert [d.text() for d in found.nearest[0].differences] == [
+        "messages[0].content: 'Hi!' != 'Hi'"
+    ]
+    assert "L2:redis is read with asyncio: explain it by its URL" in found.text()
+    await client.close()
+
+
+def test_explain_names_what_it_takes(sim: Simulator) -> None:
+    taken = r"a tier URL, a CachedClient or an llmcache\.http_client\(\), not int"
+    with pytest.raises(ConfigError, match=taken):
+        explain(42, bare("Hello"))
 
 
 def test_memcached_says_it_cannot_list_its_keys(
-    memcached_servers: Callable[[int], list[MemcachedServer]],
+    memcached_servers: Callable[[int], list[MemcachedServer]], sim: Simulator
 ) -> None:
     (server,) = memcached_servers(1)
-    found = explain(f"memcached://{server.address}", bare("Hello"))
+    url = f"memcached://{server.address}"
+    fill(url, sim, "default", "Hello")
+    found = explain(url, bare("Hello!"), upstream=sim.base_url)
     assert not found.held
-    assert "a memcached store cannot list its keys" in found.text()
+    assert (found.scanned, found.nearest) == (None, [])
+    assert "a memcached store cannot list its keys, so its entries cannot be compared" in (
+        found.text()
+    )
+    assert explain(url, bare("Hello"), upstream=sim.base_url).held

@@ -66,6 +66,7 @@ class CacheCore:
         lock_ttl: float = 10.0,
         compress_threshold: int = COMPRESS_THRESHOLD,
         semantic: Mapping[str, Any] | None = None,
+        keep_requests: bool = False,
     ) -> None:
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise ConfigError(
@@ -75,6 +76,9 @@ class CacheCore:
             raise ConfigError(
                 f"default_ttl must be a positive number of seconds or None, not {default_ttl!r}"
             )
+        if not isinstance(keep_requests, bool):
+            raise ConfigError(f"keep_requests must be True or False, not {keep_requests!r}")
+        self.keep_requests = keep_requests
         plugin_list = list(plugins)
         self.is_async = is_async
         self.registry: PluginRegistry = (
@@ -125,6 +129,7 @@ class CacheCore:
             ttl_policy=self.ttl_policy,
             sdk_cache_control=sdk_cache_control,
             provider_name=provider_name,
+            keep_requests=self.keep_requests,
         )
 
     def with_namespace(self, namespace: str) -> CacheCore:

@@ -15,6 +15,7 @@ from typing import Any
 
 from llmcache._engine.call import Upstream
 from llmcache._engine.planning import Plan, Planner
+from llmcache._rules.canonical import keep_request
 from llmcache._rules.options import Directives
 from llmcache._rules.request import NEVER, CacheRequest
 from llmcache._tiers.codec import CorruptEntry, Entry
@@ -61,6 +62,7 @@ class EmbeddingCall:
     items: list[Any]
     params: dict[str, Any]
     single: bool
+    keep_requests: bool = False  # each entry carries its input's canonical request
 
     @classmethod
     def prepare(
@@ -103,7 +105,7 @@ class EmbeddingCall:
                 "the key strategy gives several different inputs the same key; "
                 "it cannot cache a list of embedding inputs"
             )
-        return params, cls(plans, items, params, single)
+        return params, cls(plans, items, params, single, planner.keep_requests)
 
     def steps(
         self, tiers: TierLogic, adapter: EndpointAdapter
@@ -131,6 +133,10 @@ class EmbeddingCall:
                 {**self.params, "input": wanted[0] if self.single else wanted}
             )
             fresh = self._entries(dump(response), list(missing), adapter)
+            if self.keep_requests:
+                for plan in self.plans:
+                    if plan.pkey in fresh:
+                        keep_request(fresh[plan.pkey], plan.request)
             entries.update(fresh)
             if first.write_tiers:
                 yield from tiers.store_steps(

@@ -25,6 +25,7 @@ from llmcache._engine.streaming import RecordingStream, ReplayStream
 from llmcache._observe.events import CacheEvent
 from llmcache._observe.observers import EventName, Observers
 from llmcache._observe.stats import StatsRecorder
+from llmcache._rules.canonical import keep_request
 from llmcache._rules.pricing import PriceTable
 from llmcache._rules.request import Endpoint
 from llmcache._tiers.codec import CorruptEntry, Entry, describe_failure
@@ -476,6 +477,8 @@ class Engine:
         """Write an entry into the plan's tiers and tell observers."""
         if not plan.write_tiers:
             return
+        if self.planner.keep_requests:
+            keep_request(entry, plan.request)
         started = time.perf_counter()
         written = yield from self.tiers.store_steps(
             {plan.pkey: entry}, plan.write_tiers, plan.ttl, plan.shared_ttl, plan.grace

@@ -71,6 +71,7 @@ class Planner:
         ttl_policy: Any,
         sdk_cache_control: bool,
         provider_name: str = "openai",
+        keep_requests: bool = False,
     ) -> None:
         self.tiers = list(tiers)
         self.namespace = namespace
@@ -80,6 +81,7 @@ class Planner:
         self.ttl_policy = ttl_policy
         self.sdk_cache_control = sdk_cache_control
         self.provider_name = provider_name
+        self.keep_requests = keep_requests  # entries carry their canonical request
         self._warned: set[str] = set()
         self._local = tuple(t for t in self.tiers if not t.shared)
         self._shared = tuple(t for t in self.tiers if t.shared)

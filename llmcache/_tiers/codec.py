@@ -4,7 +4,8 @@ Layout (msgpack array)::
 
     ["llmc", VERSION, header, body, signature]
     header = [key, created, expires, kind, model, prompt_tokens, completion_tokens, codec,
-              cached_tokens, written_tokens]   (the last two only when either is not 0)
+              cached_tokens, written_tokens,   (only when either is not 0, or a request follows)
+              request]                         (only when the entry carries its request)
     body   = the payload itself (codec 2), or msgpack(payload) as bytes: zlib-compressed
              when codec == 1, raw when codec == 0 (signed entries always carry bytes)
 
@@ -66,6 +67,9 @@ class Entry:
         as the JSON text the server sent), ``"chunks"`` (a stream's chunks) or
         ``"embedding"`` (one input's vector).
     :param payload: the plain data (dicts, lists, strings, numbers), or the JSON text.
+    :param request: the canonical request that produced the answer (endpoint, upstream,
+        arguments; see :func:`llmcache._rules.canonical.request_record`), kept only by caches built
+        with ``keep_requests=True``; ``None`` otherwise.
     """
 
     key: str
@@ -78,6 +82,7 @@ class Entry:
     completion_tokens: int = 0
     cached_tokens: int = 0  # of the prompt tokens, those read from the provider's cache
     written_tokens: int = 0  # of the prompt tokens, those written to it
+    request: dict[str, Any] | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -117,6 +122,8 @@ def _validate(entry: Entry) -> None:
         raise CorruptEntry("a 'chunks' entry holds something other than chunks")
     if entry.model is not None and not isinstance(entry.model, str):
         raise CorruptEntry(f"entry model {entry.model!r} is not a string")
+    if entry.request is not None and not isinstance(entry.request, dict):
+        raise CorruptEntry(f"an entry's request is a {type(entry.request).__name__}, not a map")
     counts = (entry.prompt_tokens, entry.completion_tokens, entry.cached_tokens)
     for tokens in (*counts, entry.written_tokens):
         if type(tokens) is not int or tokens < 0:
@@ -160,8 +167,10 @@ class Codec:
             entry.completion_tokens,
             _INLINE,
         ]
-        if entry.cached_tokens or entry.written_tokens:  # older readers take 8 fields
-            header += [entry.cached_tokens, entry.written_tokens]
+        if entry.cached_tokens or entry.written_tokens or entry.request is not None:
+            header += [entry.cached_tokens, entry.written_tokens]  # older readers take 8
+            if entry.request is not None:  # and 10: they never see it
+                header.append(entry.request)
         if self._signing_key is None:  # the payload inline: one unpack on the hit path
             data: bytes = msgpack.packb([MAGIC, VERSION, header, entry.payload, b""])
             if len(data) <= self.compress_threshold:
@@ -182,6 +191,7 @@ class Codec:
             magic, version, header, body, signature = msgpack.unpackb(data)
             stored_key, created, expires, kind, model, prompt, completion, codec = header[:8]
             cached, written = header[8:10] if len(header) >= 10 else (0, 0)
+            request = header[10] if len(header) > 10 else None
         except Exception as exc:
             raise CorruptEntry(f"not an llmcache entry: {exc}") from exc
         if magic != MAGIC or version != VERSION:
@@ -214,6 +224,7 @@ class Codec:
                 completion,
                 cached,
                 written,
+                request,
             )
         except Exception as exc:
             raise CorruptEntry(f"corrupt entry body: {exc}") from exc

@@ -65,6 +65,9 @@ class CachedClient:
         ``{"calibration": "calibration.json"}`` (written by ``llmcache calibrate``) or
         ``{"threshold": 0.93}``, with ``"embedder"`` and more (see the README's "Semantic
         matching").
+    :param keep_requests: store each answer's canonical request in its entry, so that
+        ``llmcache explain`` can name the nearest entries of a miss and the fields that
+        differ (off by default: entries then hold answers only).
     """
 
     _async = False
@@ -96,6 +99,7 @@ class CachedClient:
         lock_ttl: float = 10.0,
         compress_threshold: int = COMPRESS_THRESHOLD,
         semantic: Mapping[str, Any] | None = None,
+        keep_requests: bool = False,
     ) -> None:
         core = CacheCore(
             is_async=self._async,
@@ -114,6 +118,7 @@ class CachedClient:
             lock_ttl=lock_ttl,
             compress_threshold=compress_threshold,
             semantic=semantic,
+            keep_requests=keep_requests,
         )
         self._attach(client, core)
 

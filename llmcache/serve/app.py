@@ -71,6 +71,7 @@ class ServeApp:
             namespace=config.namespace,
             default_ttl=config.default_ttl,
             plugins=[self.activity, self.metrics.observer],
+            keep_requests=config.keep_requests,
         )
         self.core = self.transport.core
         tenants = None

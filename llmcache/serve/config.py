@@ -77,6 +77,8 @@ class ServeConfig:
     :param default_ttl: seconds an entry lives when the call says nothing.
     :param upstream_timeout: seconds an upstream answer may take.
     :param recent: how many of the latest requests the dashboard lists.
+    :param keep_requests: store each answer's canonical request in its entry (for
+        ``llmcache explain``).
     :raises ConfigError: a value is malformed (the message names it).
     """
 
@@ -90,6 +92,7 @@ class ServeConfig:
     default_ttl: float | None = 86400
     upstream_timeout: float = 600.0
     recent: int = 200
+    keep_requests: bool = False
     secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:

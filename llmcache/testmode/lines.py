@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from llmcache._rules.canonical import REDACTED, provider_of, request_record
 from llmcache._rules.keys import KEY_VERSION, RequestKeyStrategy
 from llmcache._rules.request import CacheOptions, CacheRequest
 from llmcache._tiers.codec import Entry
@@ -83,46 +84,18 @@ class Line:
     blob: bytes | None = field(default=None, repr=False)  # the encoded entry, made once
 
 
-def request_record(
-    endpoint: str, provider: str, params: Any, scope: str | None = None
-) -> dict[str, Any]:
-    """Return a request as a recording holds it: endpoint, upstream identity, arguments.
+def key_of(record: dict[str, Any], strategy: Any = None) -> str:
+    """Return the logical key of a recorded request.
 
-    :param provider: the upstream identity, ``"<base URL>|<organization>|<project>"``.
-    :param params: the canonical arguments (those that make the key).
-    :param scope: the call's ``cache_key``, when it gave one.
+    :param strategy: the key strategy (an object with ``key(request)``); default the
+        ``"request"`` strategy, which recordings use.
     """
-    upstream, _, rest = provider.partition("|")
-    organization, _, project = rest.partition("|")
-    record: dict[str, Any] = {"endpoint": endpoint, "upstream": upstream}
-    if organization:
-        record["organization"] = organization
-    if project:
-        record["project"] = project
-    if scope is not None:
-        record["scope"] = scope
-    record["params"] = params
-    return record
-
-
-def provider_of(record: dict[str, Any]) -> str:
-    """Return the upstream identity of a recorded request (the inverse of
-    :func:`request_record`)."""
-    return "|".join(
-        (record.get("upstream", ""), record.get("organization", ""), record.get("project", ""))
-    )
-
-
-def key_of(record: dict[str, Any]) -> str:
-    """Return the logical key the default key strategy gives a recorded request."""
     options = CacheOptions(key=record.get("scope"))
     request = CacheRequest(
         record["endpoint"], record["params"], options, provider=provider_of(record)
     )
-    return RequestKeyStrategy().key(request)
-
-
-REDACTED = "[redacted]"
+    key: str = (strategy or RequestKeyStrategy()).key(request)
+    return key
 
 
 def _rekeyed(line: Line, path: Path, number: int) -> Line:

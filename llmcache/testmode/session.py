@@ -20,38 +20,25 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import orjson
 
 from llmcache._engine.core import CacheCore
 from llmcache._engine.embeddings import split_inputs
 from llmcache._observe.events import CacheEvent
-from llmcache._rules.keys import canonical_params
+from llmcache._rules.canonical import SECRET_QUERY, request_of
 from llmcache._rules.request import CacheRequest
 from llmcache.hookspecs import hookimpl
 from llmcache.http.transport import AsyncCacheTransport, CacheTransport
 from llmcache.testmode.diff import nearest
 from llmcache.testmode.explain import render_miss
-from llmcache.testmode.lines import REDACTED, request_record
 from llmcache.testmode.store import RecordingStore, adopt
 
 __all__ = ["NAMESPACE", "SECRET_QUERY", "Recording", "active", "install", "uninstall"]
 
 NAMESPACE = "test"
-# query parameters that carry credentials in some APIs' URLs (Gemini's ?key=, signed URLs)
-SECRET_QUERY = frozenset(
-    {"key", "api_key", "api-key", "apikey", "token", "access_token", "sig", "signature"}
-)
 _LIBRARIES = ("httpx2", "httpx")
-
-
-def _redact_url(url: str, names: frozenset[str]) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = [(k, REDACTED if k.lower() in names else v) for k, v in parse_qsl(parts.query, True)]
-    return urlunsplit(parts._replace(query=urlencode(pairs, safe="[]")))
 
 
 class _Observer:
@@ -92,13 +79,7 @@ class Recording:
 
     def record_of(self, request: Any) -> dict[str, Any]:
         """Return a request as the recording holds it, secrets left out."""
-        params = canonical_params(request.params)
-        for name in self.redact & params.keys():
-            params[name] = REDACTED
-        provider = request.provider
-        base, sep, rest = provider.partition("|")
-        provider = _redact_url(base, SECRET_QUERY | self.redact) + sep + rest
-        return request_record(request.endpoint, provider, params, request.options.key)
+        return request_of(request, self.redact)
 
     def core(self, is_async: bool) -> CacheCore:
         """Return the cache over the recording, for blocking or asyncio transports."""

@@ -14,6 +14,7 @@ from llmcache import __version__
 from llmcache.backends.urls import redact
 from llmcache.errors import ConfigError
 from llmcache.semantic.cli import calibrate_command
+from llmcache.testmode.explain import SCAN_LIMIT
 from llmcache.tools.serve_cli import serve
 
 if TYPE_CHECKING:
@@ -241,7 +242,20 @@ def clear(
 @click.option(
     "--namespace", "-n", default="default", callback=_namespace, help="Namespace to look in."
 )
-@click.option("--limit", default=3, show_default=True, type=click.IntRange(1, 50))
+@click.option(
+    "--limit",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="How many nearest entries to show.",
+)
+@click.option(
+    "--scan",
+    default=SCAN_LIMIT,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="The most entries of the namespace read on a miss.",
+)
 @_TIMEOUT
 def explain(
     url: str,
@@ -250,13 +264,15 @@ def explain(
     base_url: str | None,
     namespace: str,
     limit: int,
+    scan: int,
     timeout: float,
 ) -> None:
     """Explain how the store at URL answers a request: its key, whether it is held, and on
-    a miss the nearest recorded requests with the fields that differ.
+    a miss the nearest entries of the namespace with the fields that differ.
 
-    Recordings (recording:///tests/cassettes/test_bot.jsonl) keep requests beside answers;
-    other stores keep answers only, so for them the explanation stops at the key.
+    Recordings (recording:///tests/cassettes/test_bot.jsonl) keep every request beside its
+    answer; other stores keep those written with keep_requests=True (llmcache serve
+    --keep-requests). Memcached cannot list its keys: there the explanation stops at the key.
     """
     from llmcache.testmode.explain import explain as run_explain
 
@@ -276,6 +292,7 @@ def explain(
                 namespace=namespace,
                 limit=limit,
                 timeout=timeout,
+                scan=scan,
             )
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from exc

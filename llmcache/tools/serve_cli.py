@@ -80,6 +80,12 @@ __all__ = ["serve"]
     type=click.FloatRange(min=0),
     help="Seconds a shutdown waits for in-flight requests and streams.",
 )
+@click.option(
+    "--keep-requests",
+    is_flag=True,
+    help="Store each answer's request in its entry, so 'llmcache explain' can show the "
+    "nearest entries of a miss and the fields that differ.",
+)
 @click.option("--access-log", is_flag=True, help="Log each request (method, path, status).")
 @click.option(
     "--log-level",
@@ -100,6 +106,7 @@ def serve(
     max_body_bytes: int,
     upstream_timeout: float,
     graceful_timeout: float,
+    keep_requests: bool,
     access_log: bool,
     log_level: str,
 ) -> None:
@@ -127,6 +134,7 @@ def serve(
             admin_token=admin_token,
             max_body_bytes=max_body_bytes,
             upstream_timeout=upstream_timeout,
+            keep_requests=keep_requests,
         )
         app = create_app(config) if workers == 1 else None
     except ConfigError as exc:
