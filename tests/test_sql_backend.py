@@ -149,6 +149,21 @@ class TestAsyncPostgreSQLBackend(AsyncBackendSuite):
         return backend
 
 
+def test_concurrent_async_postgresql_reads_leave_connections_for_writes(pg_table: str) -> None:
+    """More readers than are kept idle: each read gets a connection, and writes still do."""
+
+    async def scenario() -> None:
+        backend = async_from_url(pg_table + ("&" if "?" in pg_table else "?") + "pool_size=2")
+        await backend.set("llmcache:t:k", b"v", 60)
+        for _ in range(3):
+            reads = [backend.get("llmcache:t:k") for _ in range(12)]
+            assert await asyncio.gather(*reads) == [b"v"] * 12
+            await backend.set("llmcache:t:k", b"v", 60)
+        await backend.close()
+
+    asyncio.run(scenario())
+
+
 class TestMariaDBBackend(BackendSuite):
     @pytest.fixture(autouse=True)
     def _url(self, maria_table: str) -> None:
@@ -851,6 +866,32 @@ def test_a_stalled_server_costs_an_async_call_less_than_the_timeout(
         return times
 
     assert max(asyncio.run(scenario())) < 1.2
+
+
+def test_an_async_postgresql_read_keeps_to_the_timeout_by_itself(
+    proxied: tuple[FaultProxy, str],
+) -> None:
+    """Reads on psycopg's own connections are awaited without the core's timeout task."""
+    proxy, url = proxied
+    if not url.startswith("postgresql"):
+        pytest.skip("reads run on the driver's own connections on PostgreSQL only")
+
+    async def scenario() -> float:
+        backend = async_from_url(url, timeout=0.5)
+        assert getattr(backend, "awaits", None) == "bounded-reads"
+        await backend.set("llmcache:t:k", b"v", 60)
+        assert await backend.get("llmcache:t:k") == b"v"  # a reader is open
+        proxy.set_mode("stall")
+        started = time.monotonic()
+        with pytest.raises(Exception, match=r"(?i)connection|closed|timeout"):
+            await backend.get("llmcache:t:k")  # no bound around it: its own
+        took = time.monotonic() - started
+        proxy.set_mode("pass")
+        assert await backend.get("llmcache:t:k") == b"v"  # the cut reader was dropped
+        await backend.close()
+        return took
+
+    assert asyncio.run(scenario()) < 0.5
 
 
 def test_statements_through_sqlalchemy_are_bounded_too(
