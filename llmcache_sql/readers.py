@@ -4,8 +4,11 @@ Through SQLAlchemy's asyncio layer, a ``SELECT`` costs a pool checkout and retur
 greenlet switch into the sync execution layer and back, a result object and the pool's
 reset: on loopback, about three times the driver's own ``execute`` and ``fetchall``. Reads
 therefore keep a few pooled connections checked out, and run on their driver connections
-directly: a hit is one ``execute`` (psycopg prepares the statement after a few runs) and
-one ``fetchall``. Writes, clears and locks keep to the engine and its pool.
+directly: a hit is one ``execute`` on the connection's own cursor (psycopg prepares the
+statement after a few runs) and one ``fetchall``. Results come in PostgreSQL's binary
+format: a value arrives as its bytes, where the text format sends a ``bytea`` as hex for
+the server to encode and psycopg to decode. Writes, clears and locks keep to the engine
+and its pool.
 
 Each read is bounded as every PostgreSQL call of the tier is: a read still running at
 :data:`~llmcache_sql.engines.WATCH_SHARE` of the timeout has its socket cut, and psycopg
@@ -40,11 +43,12 @@ DIRECT_DRIVERS = frozenset({"psycopg"})
 class _Reader:
     """One connection checked out for reads: SQLAlchemy's, the driver's, its socket."""
 
-    __slots__ = ("cut", "deadline", "driver", "inode", "sa_conn", "sock")
+    __slots__ = ("cursor", "cut", "deadline", "driver", "inode", "sa_conn", "sock")
 
     def __init__(self, sa_conn: AsyncConnection, driver: Any, found: Any) -> None:
         self.sa_conn = sa_conn
         self.driver = driver
+        self.cursor = driver.cursor()  # one for every read: psycopg's cursors are reusable
         self.sock: int | None = None if found is None else found[0]
         self.inode: int | None = None if found is None else found[1]
         self.deadline = 0.0  # monotonic() by which the read in progress must be done
@@ -84,7 +88,8 @@ class Readers:
         if self._timer is None:
             self._timer = self.loop.call_later(self.watch, self._check)  # type: ignore[union-attr]
         try:
-            cursor = await reader.driver.execute(sql, args)
+            cursor = reader.cursor
+            await cursor.execute(sql, args, binary=True)
             rows: list[Any] = await cursor.fetchall()
         except BaseException:
             self._busy.discard(reader)
