@@ -396,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--modes", default="sync,async", help="sync, async or both (default)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per row")
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print the rows as RESULTS.md's table"
+    )
     args = parser.parse_args(argv)
     names = None if args.tiers is None else [n for n in args.tiers.split(",") if n.strip()]
     unknown = [n for n in names or () if not any(_slug(n) == _slug(t) for t in TIERS)]
@@ -409,6 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"pinning: {placement.describe()}", flush=True)
     with Servers(placement.server_cpu) as servers, Upstream(placement.server_cpu) as upstream:
         rows = measure_hits(tier_cases(servers, names), upstream, settings, print, modes)
+    if args.markdown:
+        from .report import hit_table
+
+        print("\n".join(["", *hit_table(rows)]))
     misses = [row for row in rows if row.passed is False]
     for row in misses:
         print(f"  MISS  {row.mode} {row.tier}: x{row.result.ratio:.3f} > {row.target}")

@@ -16,7 +16,7 @@ from .peers import PeerRow
 from .scale import ScaleRow
 from .sizes import THRESHOLD, SizeRow
 
-__all__ = ["Results", "Verdict", "render", "verdicts"]
+__all__ = ["Results", "Verdict", "hit_table", "render", "verdicts"]
 
 
 @dataclass
@@ -165,7 +165,8 @@ def _summary(results: Results) -> list[str]:
     return ["", "## Targets", "", *_table(["what", "target", "measured", "result"], rows)]
 
 
-def _hits(results: Results) -> list[str]:
+def hit_table(hits: list[HitRow]) -> list[str]:
+    """Return the Markdown table of hit rows (section 1), with its floors' legend."""
     head = [
         "tier",
         "mode",
@@ -184,7 +185,7 @@ def _hits(results: Results) -> list[str]:
         "",
     ]
     rows = []
-    for row in results.hits:
+    for row in hits:
         r = row.result
         rows.append(
             [
@@ -205,7 +206,15 @@ def _hits(results: Results) -> list[str]:
                 _mark(row.passed),
             ]
         )
-    floors = sorted({(row.tier, row.floor) for row in results.hits})
+    floors = sorted({(row.tier, row.floor) for row in hits})
+    return [
+        *_table(head, rows),
+        "",
+        "Floors: " + "; ".join(f"{tier}: {floor}" for tier, floor in floors) + ".",
+    ]
+
+
+def _hits(results: Results) -> list[str]:
     return [
         "",
         "## 1. Hit latency per tier",
@@ -218,9 +227,7 @@ def _hits(results: Results) -> list[str]:
         "validation). Ratio: the median over rounds of (our block median / the floor's "
         "block median), the three sides' blocks rotating. Targets hold the physical ratio.",
         "",
-        *_table(head, rows),
-        "",
-        "Floors: " + "; ".join(f"{tier}: {floor}" for tier, floor in floors) + ".",
+        *hit_table(results.hits),
     ]
 
 
