@@ -152,6 +152,10 @@ class SQLBackend(BaseCacheBackend):
         self._purge_lock = threading.Lock()
         self._next_purge = 0.0
         self._watched = config.family == "postgresql"  # the other drivers time out by themselves
+        # psycopg 3 reads rows in PostgreSQL's binary format: a value comes as its bytes,
+        # where the text format has the server write a bytea as hex and psycopg decode it
+        driver = config.driver.name if config.driver is not None else None
+        self._binary = self._watched and driver == "psycopg"
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -221,6 +225,8 @@ class SQLBackend(BaseCacheBackend):
             try:
                 if many:
                     cursor.executemany(sql, args)
+                elif fetch and self._binary:
+                    cursor.execute(sql, args, binary=True)
                 else:
                     cursor.execute(sql, args)
                 result = cursor.fetchall() if fetch else cursor.rowcount
