@@ -93,7 +93,10 @@ class Readers:
             rows: list[Any] = await cursor.fetchall()
         except BaseException:
             self._busy.discard(reader)
+            broken = reader.driver.broken  # the server went away: the idle readers too
             await self._drop(reader)
+            if broken:
+                await self._drop_idle()
             raise
         self._busy.discard(reader)
         if reader.cut:
@@ -136,6 +139,11 @@ class Readers:
                 await sa_conn.close()
                 raise
         return _Reader(sa_conn, raw.driver_connection, watchdog.socket_of(raw))
+
+    async def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for reader in idle:
+            await self._drop(reader)
 
     @staticmethod
     async def _drop(reader: _Reader) -> None:
