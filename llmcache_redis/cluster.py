@@ -170,9 +170,13 @@ class RedisClusterBackend(_ClusterLayout, RedisBackend):
     def get(self, key: str) -> bytes | None:
         client = self._redis or self.client
         node = None if self._health.troubled else self._master(client, key)
-        if node is not None:
+        if node is not None and node.redis_connection is not None:
             pool = node.redis_connection.connection_pool
-            connection = pool.get_connection()
+            try:
+                connection = pool.get_connection()  # connects a new connection
+            except self._errors as exc:
+                self._health.failed(node.name, exc)
+                raise
             try:
                 connection.send_packed_command((pack_get(key),))
                 value = connection.read_response()
