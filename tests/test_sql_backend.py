@@ -766,8 +766,15 @@ def test_two_processes_create_the_tables_at_once_without_error(
                 drop_tables(url, url.split("table=", 1)[1])
 
 
-def test_a_forked_child_uses_connections_of_its_own(tmp_path: Path) -> None:
-    backend = from_url(f"sqlite:///{tmp_path / 'fork.db'}")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_forked_child_uses_connections_of_its_own(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The parent's connections (PostgreSQL: its idle readers too) stay the parent's."""
+    if kind == "sqlite":
+        backend = from_url(f"sqlite:///{tmp_path / 'fork.db'}")
+    else:
+        backend = from_url(request.getfixturevalue("pg_table"))
     backend.set("llmcache:t:parent", b"p", None)
     assert backend.get("llmcache:t:parent") == b"p"  # the parent holds a connection now
     ctx = multiprocessing.get_context("fork")
@@ -783,6 +790,7 @@ def test_a_forked_child_uses_connections_of_its_own(tmp_path: Path) -> None:
     proc.join(30)
     assert proc.exitcode == 0
     assert backend.get("llmcache:t:child") == b"c"
+    assert backend.get("llmcache:t:parent") == b"p"  # its reader still answers the parent
     backend.close()
 
 
