@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,27 @@ def test_concurrent_async_postgresql_reads_leave_connections_for_writes(pg_table
         await backend.close()
 
     asyncio.run(scenario())
+
+
+def test_concurrent_postgresql_reads_from_threads_leave_connections_for_writes(
+    pg_table: str,
+) -> None:
+    """More reading threads than readers are kept: each read gets a connection, and
+    writes still do."""
+    backend = from_url(pg_table + ("&" if "?" in pg_table else "?") + "pool_size=2")
+    backend.set("llmcache:t:k", b"v", 60)
+    barrier = threading.Barrier(8)
+
+    def reads() -> list[bytes | None]:
+        barrier.wait()
+        return [backend.get("llmcache:t:k") for _ in range(20)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [f.result(timeout=60) for f in [pool.submit(reads) for _ in range(8)]]
+    assert all(values == [b"v"] * 20 for values in results)
+    backend.set("llmcache:t:k", b"w", 60)
+    assert backend.get("llmcache:t:k") == b"w"
+    backend.close()
 
 
 class TestMariaDBBackend(BackendSuite):
