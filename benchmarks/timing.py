@@ -1,10 +1,11 @@
 """Paired, interleaved timing: ours against a floor, in alternating blocks, medians of ratios.
 
-Each round times one block of calls of each side, one call at a time, the order of the two
-sides alternating from round to round. A round's ratio is the median of our block over the
+Each round times one block of calls of each side, one call at a time, the order of the
+sides changing from round to round. A round's ratio is the median of our block over the
 median of the floor's block, taken seconds apart on the same machine state; the reported
 ratio is the median of the rounds' ratios, so that a burst of machine noise spoils a round
-or two, not the figure.
+or two, not the figure. A second floor, when given, is timed in the same rounds (the three
+sides rotating), and its ratio is reported beside the first.
 """
 
 from __future__ import annotations
@@ -67,11 +68,32 @@ class Paired:
     floor: Samples
     ratios: list[float]
     block: int = 0
+    second: Samples | None = None
+    second_ratios: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
         """The median of the rounds' ratios (our median over the floor's median)."""
         return statistics.median(self.ratios)
+
+    @property
+    def second_ratio(self) -> float | None:
+        """The same against the second floor, when one was timed."""
+        return statistics.median(self.second_ratios) if self.second_ratios else None
+
+    def close_round(self) -> None:
+        """Record the ratios of the round whose blocks were just appended."""
+        ours = statistics.median(self.ours.blocks[-1])
+        self.ratios.append(ours / statistics.median(self.floor.blocks[-1]))
+        if self.second is not None:
+            self.second_ratios.append(ours / statistics.median(self.second.blocks[-1]))
+
+
+def _order(sides: list[tuple[Any, Samples]], n: int) -> list[tuple[Any, Samples]]:
+    """Round ``n``'s order: rotated by one each round, reversed every other round."""
+    shift = n % len(sides)
+    turned = sides[shift:] + sides[:shift]
+    return turned if n % 2 == 0 else turned[::-1]
 
 
 def _block(call: Callable[[], Any], size: int) -> list[int]:
@@ -100,24 +122,27 @@ def paired(
     block: int,
     warmup: int = 200,
     block_seconds: float | None = None,
+    second: Callable[[], Any] | None = None,
 ) -> Paired:
     """Time ``ours`` and ``floor`` in ``rounds`` alternating blocks of ``block`` calls.
 
     :param block_seconds: make blocks longer than ``block`` calls when ours is fast, so that
         each block of ours lasts about this long (at most :data:`MAX_BLOCK` calls).
+    :param second: a second floor, timed in the same rounds.
     """
     block = _size(block, block_seconds, _block(ours, warmup))
     _block(floor, warmup)
     result = Paired(Samples(), Samples(), [], block)
+    sides: list[tuple[Any, Samples]] = [(ours, result.ours), (floor, result.floor)]
+    if second is not None:
+        _block(second, warmup)
+        result.second = Samples()
+        sides.append((second, result.second))
     gc.collect()
     for n in range(rounds):
-        order = ((ours, result.ours), (floor, result.floor))
-        for call, samples in order if n % 2 == 0 else reversed(order):
+        for call, samples in _order(sides, n):
             samples.blocks.append(_block(call, block))
-        ratio = statistics.median(result.ours.blocks[-1]) / statistics.median(
-            result.floor.blocks[-1]
-        )
-        result.ratios.append(ratio)
+        result.close_round()
     return result
 
 
@@ -139,18 +164,20 @@ async def paired_async(
     block: int,
     warmup: int = 200,
     block_seconds: float | None = None,
+    second: Callable[[], Awaitable[Any]] | None = None,
 ) -> Paired:
     """The asyncio twin of :func:`paired`: each call is awaited before the next starts."""
     block = _size(block, block_seconds, await _ablock(ours, warmup))
     await _ablock(floor, warmup)
     result = Paired(Samples(), Samples(), [], block)
+    sides: list[tuple[Any, Samples]] = [(ours, result.ours), (floor, result.floor)]
+    if second is not None:
+        await _ablock(second, warmup)
+        result.second = Samples()
+        sides.append((second, result.second))
     gc.collect()
     for n in range(rounds):
-        order = ((ours, result.ours), (floor, result.floor))
-        for call, samples in order if n % 2 == 0 else reversed(order):
+        for call, samples in _order(sides, n):
             samples.blocks.append(await _ablock(call, block))
-        ratio = statistics.median(result.ours.blocks[-1]) / statistics.median(
-            result.floor.blocks[-1]
-        )
-        result.ratios.append(ratio)
+        result.close_round()
     return result

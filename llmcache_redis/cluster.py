@@ -2,6 +2,9 @@
 
 What changes from one server:
 
+- a hit is a ``GET`` packed by the backend and sent on a pooled connection of the master
+  of its key's slot, as last read (redis-py's command path, which also parses the
+  command for its keys, runs only for redirections, and while a node is troubled);
 - multi-key reads are split by hash slot: an ``MGET`` per slot, all sent in one pipelined
   round trip to every master that holds some;
 - writes and removals go through a cluster pipeline (one round trip per master, in
@@ -19,6 +22,7 @@ What changes from one server:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -30,6 +34,7 @@ from .layout import lock_key
 from .nodes import Batches, NodeDown, NodeHealth, node_errors
 from .scrub import aexecute, execute, scrubbed
 from .urls import RedisURL
+from .wire import pack_get, write_now
 
 __all__ = [
     "CLEAR_PASSES",
@@ -45,6 +50,7 @@ CLEAR_PASSES: Final = 10
 #: without one (single-flight across processes is an optimisation, never a wait on a
 #: dead node), and unlocking it does nothing.
 NO_LOCK: Final = "-"
+_REDIRECTED: Final = object()  # a fast read's answer that redis-py's path must handle
 
 
 class ClusterRouter(Router):
@@ -80,8 +86,20 @@ class _ClusterLayout:
     _errors: tuple[type[BaseException], ...]
 
     def _watch_nodes(self) -> None:
+        from redis.crc import key_slot
+        from redis.exceptions import ResponseError
+
         self._health = NodeHealth()
         self._errors = node_errors()
+        self._key_slot = key_slot
+        self._redirected: type[BaseException] = ResponseError
+
+    def _master(self, client: Any, key: str) -> Any:
+        """The master of ``key``'s slot as last read; ``None`` before the topology is."""
+        try:
+            return client.nodes_manager.slots_cache[self._key_slot(key.encode())][0]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
 
     @staticmethod
     def _node_name(client: Any, key: str | bytes) -> str | None:
@@ -149,10 +167,33 @@ class RedisClusterBackend(_ClusterLayout, RedisBackend):
         super().__init__(url, timeout=timeout)
         self._watch_nodes()
 
-    # redis-py's own path: it knows each key's node and follows the cluster's redirections
-
     def get(self, key: str) -> bytes | None:
         client = self._redis or self.client
+        node = None if self._health.troubled else self._master(client, key)
+        if node is not None and node.redis_connection is not None:
+            pool = node.redis_connection.connection_pool
+            try:
+                connection = pool.get_connection()  # connects a new connection
+            except self._errors as exc:
+                self._health.failed(node.name, exc)
+                raise
+            try:
+                connection.send_packed_command((pack_get(key),))
+                value = connection.read_response()
+            except self._errors as exc:
+                self._health.failed(node.name, exc)
+                raise
+            except self._redirected:  # MOVED, ASK, TRYAGAIN: redis-py's path follows them
+                value = _REDIRECTED
+            finally:
+                pool.release(connection)
+            if value is not _REDIRECTED:
+                return value  # type: ignore[no-any-return]
+        return self._routed_get(client, key)
+
+    # redis-py's own path: it knows each key's node and follows the cluster's redirections
+
+    def _routed_get(self, client: Any, key: str) -> bytes | None:
         name = None
         if self._health.troubled:
             name = self._node_name(client, key)
@@ -327,7 +368,10 @@ class AsyncRedisClusterBackend(_ClusterLayout, AsyncRedisBackend):
     :param timeout: seconds allowed for each connect, read and write.
     """
 
-    awaits = "task"  # redis-py's cluster client may retry and re-route within one call
+    # A hit's own read keeps to the timeout (connect, write and read each bounded by it);
+    # redis-py's path, which may retry and re-route within one call, runs under a timeout
+    # of the backend's (see get).
+    awaits = "bounded-reads"
 
     def __init__(self, url: str | RedisURL, *, timeout: float = 1.0) -> None:
         super().__init__(url, timeout=timeout)
@@ -335,6 +379,33 @@ class AsyncRedisClusterBackend(_ClusterLayout, AsyncRedisBackend):
 
     async def get(self, key: str) -> bytes | None:
         client = self.client
+        node = None if self._health.troubled else self._master(client, key)
+        if node is not None:
+            try:
+                connection = node.acquire_connection()
+            except Exception:  # every connection of the node is busy: redis-py's path
+                connection = None
+            if connection is not None:
+                request = pack_get(key)
+                try:
+                    if connection.should_reconnect():
+                        await connection.disconnect()
+                    if not write_now(connection, request):
+                        await connection.send_packed_command((request,))
+                    value = await connection.read_response()
+                except self._errors as exc:
+                    self._health.failed(node.name, exc)
+                    raise
+                except self._redirected:  # MOVED, ASK, TRYAGAIN: redis-py's path follows
+                    value = _REDIRECTED
+                finally:
+                    node.release(connection)
+                if value is not _REDIRECTED:
+                    return value  # type: ignore[no-any-return]
+        async with asyncio.timeout(self.timeout):
+            return await self._routed_get(client, key)
+
+    async def _routed_get(self, client: Any, key: str) -> bytes | None:
         name = None
         if self._health.troubled:
             name = self._node_name(client, key)

@@ -3,11 +3,13 @@
 The twin of :class:`~llmcache_sql.backend.SQLBackend`: the same tables, the same
 statements (compiled once for the asyncio dialect and run with ``exec_driver_sql``), the
 same bounded purge. On SQLite, reads go to one pinned aiosqlite connection in a single
-call. Drivers: aiosqlite, psycopg's asyncio flavour or asyncpg, aiomysql.
+call; on PostgreSQL with psycopg, to psycopg's own connections (:mod:`llmcache_sql.readers`).
+Drivers: aiosqlite, psycopg's asyncio flavour or asyncpg, aiomysql.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -20,6 +22,7 @@ from llmcache.backends.base import BaseAsyncCacheBackend
 from . import watchdog
 from .config import SQLConfig
 from .engines import WATCH_SHARE, async_engine
+from .readers import DIRECT_DRIVERS, Readers
 from .schema import (
     Schema,
     build_schema,
@@ -64,6 +67,13 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
         self._reader: Any = None  # SQLite: the aiosqlite connection reads go to
         self._reader_conn: AsyncConnection | None = None
         self._vector_sql: dict[int, VectorStatements | None] = {}  # dim -> pgvector's, or None
+        self._readers: Readers | None = None  # PostgreSQL with psycopg: reads on its own
+        driver = config.driver.name if config.driver is not None else None
+        if config.family == "postgresql" and driver in DIRECT_DRIVERS:
+            keep = max(1, config.pool_size // 2)  # the rest of the pool stays for writes
+            self._readers = Readers(self.engine, config.timeout, WATCH_SHARE, keep)
+            # a read keeps to the timeout by itself (see Readers): no timeout task per hit
+            self.awaits = "bounded-reads"  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"<AsyncSQLBackend {self.config.redacted} table={self.schema.name}>"
@@ -78,7 +88,7 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
         database = self.engine.url.database
         if self.config.family == "sqlite" and database and not self.engine.url.query.get("uri"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        async with self.engine.connect() as conn:
+        async with asyncio.timeout(self.config.timeout), self.engine.connect() as conn:
             await conn.run_sync(ensure_schema, self.schema, self.config.timeout)
         statements = Statements(self.schema, self.engine.dialect, self.config.purge_batch)
         self._statements = statements
@@ -95,7 +105,10 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
             return result.fetchall() if fetch else result.rowcount
 
     async def _read(self, sql: str, args: Any) -> list[Any]:
-        """Run a ``SELECT``; on SQLite on the reader connection, in one thread hop."""
+        """Run a ``SELECT``: on SQLite on the reader connection, in one thread hop; on
+        PostgreSQL with psycopg on a reader of :class:`Readers`."""
+        if self._readers is not None:
+            return await self._readers.read(sql, args)
         if self.config.family != "sqlite":
             return list(await self._run(sql, args, fetch=True))
         reader = self._reader or await self._open_reader()
@@ -227,6 +240,8 @@ class AsyncSQLBackend(BaseAsyncCacheBackend):
 
     async def close(self) -> None:
         await self._drop_reader()
+        if self._readers is not None:
+            await self._readers.close()
         await self.engine.dispose()
 
     # -- purge ---------------------------------------------------------------------------

@@ -154,6 +154,14 @@ class SQLBackend(BaseCacheBackend):
         self._next_purge = 0.0
         self._watched = config.family == "postgresql"  # the other drivers time out by themselves
         self._vector_sql: dict[int, VectorStatements | None] = {}  # dim -> pgvector's, or None
+        # psycopg 3 reads rows in PostgreSQL's binary format: a value comes as its bytes,
+        # where the text format has the server write a bytea as hex and psycopg decode it
+        driver = config.driver.name if config.driver is not None else None
+        self._binary = self._watched and driver == "psycopg"
+        # psycopg 3: reads keep a few pooled connections checked out, each with its cursor,
+        # taken and given back without the pool's checkout, events and locks (see _read)
+        self._readers: list[tuple[Any, Any]] | None = [] if self._binary else None
+        self._keep = max(1, config.pool_size // 2)  # the rest of the pool stays for writes
         _LIVE.add(self)
 
     def __repr__(self) -> str:
@@ -223,6 +231,8 @@ class SQLBackend(BaseCacheBackend):
             try:
                 if many:
                     cursor.executemany(sql, args)
+                elif fetch and self._binary:
+                    cursor.execute(sql, args, binary=True)
                 else:
                     cursor.execute(sql, args)
                 result = cursor.fetchall() if fetch else cursor.rowcount
@@ -239,6 +249,62 @@ class SQLBackend(BaseCacheBackend):
             return result
         finally:
             self._release(conn)
+
+    def _read(self, sql: str, args: Any) -> list[Any]:
+        """Run a ``SELECT``; with psycopg 3, on a connection kept for reads.
+
+        A read pops an idle reader (``list.pop`` and ``append`` need no lock of ours), or
+        takes a new connection from the pool; afterwards the connection is kept for the
+        next read, up to ``pool_size // 2`` of them, or goes back to the pool. A read that
+        fails drops its connection and the idle readers (a lost server leaves them dead).
+        """
+        readers = self._readers
+        if readers is None:
+            return list(self._run(sql, args, fetch=True))
+        try:
+            conn, cursor = readers.pop()
+        except IndexError:
+            conn = self.engine.raw_connection()
+            cursor = conn.cursor()
+        alarm = self._arm(conn)
+        try:
+            cursor.execute(sql, args, binary=True)
+            rows: list[Any] = cursor.fetchall()
+        except BaseException as exc:
+            if alarm is not None:
+                watchdog.watchdog.disarm(alarm)
+            if isinstance(exc, Exception):
+                self._broken(conn, exc)
+            else:
+                conn.invalidate()
+            conn.close()
+            self._drop_readers(invalidate=True)
+            raise
+        if alarm is not None and watchdog.watchdog.disarm(alarm):
+            conn.invalidate()  # the answer came, but its socket was cut just after
+            conn.close()
+        elif len(readers) < self._keep:
+            readers.append((conn, cursor))
+        else:
+            cursor.close()
+            conn.close()
+        return rows
+
+    def _drop_readers(self, *, invalidate: bool = False) -> None:
+        """Give every idle reader back to the pool (``invalidate``: closed, not reused)."""
+        readers = self._readers
+        while readers:
+            try:
+                conn, cursor = readers.pop()
+            except IndexError:  # another thread took the last one
+                break
+            _close_quietly(cursor)
+            if invalidate:
+                try:
+                    conn.invalidate()
+                except Exception:
+                    log.debug("llmcache could not close a SQL connection", exc_info=True)
+            _close_quietly(conn)
 
     def _run_batch(self, sql: str, rows: Sequence[Any]) -> None:
         """Run ``sql`` for each of ``rows``; on SQLite in one transaction."""
@@ -305,12 +371,10 @@ class SQLBackend(BaseCacheBackend):
         statements = self._statements or self._prepare()
         stored, full = storage_key(key, self.schema.key_limit)
         if full is None:
-            rows = self._run(
-                statements.get.sql, statements.get_args(stored, time.time()), fetch=True
-            )
+            rows = self._read(statements.get.sql, statements.get_args(stored, time.time()))
         else:
             args = statements.get_long_args(stored, full, time.time())
-            rows = self._run(statements.get_long.sql, args, fetch=True)
+            rows = self._read(statements.get_long.sql, args)
         return value_bytes(rows[0][0]) if rows else None
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -326,7 +390,7 @@ class SQLBackend(BaseCacheBackend):
             ]
             prepared, width = statements.many("get", len(stored))
             args = prepared.args({**padded(stored, width), "now": now})
-            for key, full, value in self._run(prepared.sql, args, fetch=True):
+            for key, full, value in self._read(prepared.sql, args):
                 # a hashed row answers only for its full key
                 found[full if full is not None else key_text(key)] = value_bytes(value)
         return [found.get(key) for key in keys]
@@ -398,6 +462,7 @@ class SQLBackend(BaseCacheBackend):
     def close(self) -> None:
         if self._threads is not None:
             self._threads.close_all()
+        self._drop_readers()
         self.engine.dispose()
 
     # -- purge ---------------------------------------------------------------------------
@@ -537,6 +602,9 @@ class SQLBackend(BaseCacheBackend):
         """In a child process: drop the parent's connections without using them."""
         if self._threads is not None:
             _ABANDONED.extend(self._threads.forget())
+        if self._readers:
+            _ABANDONED.extend(self._readers)
+            self._readers = []
         self.engine.dispose(close=False)
 
 

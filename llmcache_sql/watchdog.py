@@ -27,6 +27,7 @@ __all__ = [
     "Alarm",
     "Watchdog",
     "bounded_connect",
+    "cut",
     "fileno_of",
     "socket_of",
     "watch_statements",
@@ -62,11 +63,16 @@ def _inode(fd: int) -> int | None:
 
 
 def _shut_down(alarm: Alarm) -> None:
-    """Shut the alarm's socket down for both directions (the driver keeps its fd)."""
-    if alarm.inode is None or _inode(alarm.fd) != alarm.inode:
+    cut(alarm.fd, alarm.inode)
+
+
+def cut(fd: int, inode: int | None) -> None:
+    """Shut socket ``fd`` down for both directions (the driver keeps its fd), unless it is
+    no longer the socket whose inode was ``inode``."""
+    if inode is None or _inode(fd) != inode:
         return  # closed, and maybe the number reused: not ours to cut
     try:
-        sock = socket.socket(fileno=os.dup(alarm.fd))
+        sock = socket.socket(fileno=os.dup(fd))
     except OSError:
         return
     try:

@@ -1020,3 +1020,42 @@ def test_a_dead_lock_holder_blocks_nobody_past_the_lock_ttl(
     assert result["hit"] is False
     assert result["elapsed"] < 2.5
     locks.close()
+
+
+# -- a cluster hit after the topology changed ------------------------------------------------
+
+
+def _stale_slot(client: Any, key: str) -> None:
+    """Make the client's topology name another master for ``key``'s slot, as after a
+    resharding it has not read yet: the master it asks answers ``MOVED``."""
+    from redis.crc import key_slot
+
+    slots = client.nodes_manager.slots_cache
+    slot = key_slot(key.encode())
+    owner = slots[slot][0]
+    other = next(nodes[0] for nodes in slots.values() if nodes[0].name != owner.name)
+    slots[slot] = [other]
+
+
+def test_a_cluster_hit_follows_a_redirection(redis_cluster: RedisCluster) -> None:
+    backend = from_url(redis_cluster.url)
+    backend.set("llmcache:t:moved", b"v", 60)
+    assert backend.get("llmcache:t:moved") == b"v"
+    _stale_slot(backend.client, "llmcache:t:moved")
+    assert backend.get("llmcache:t:moved") == b"v"  # MOVED: redis-py's path follows it
+    assert backend.get("llmcache:t:moved") == b"v"  # and the topology is right again
+    backend.close()
+
+
+def test_an_async_cluster_hit_follows_a_redirection(redis_cluster: RedisCluster) -> None:
+    async def scenario() -> None:
+        backend = async_from_url(redis_cluster.url)
+        assert getattr(backend, "awaits", None) == "bounded-reads"
+        await backend.set("llmcache:t:moved", b"v", 60)
+        assert await backend.get("llmcache:t:moved") == b"v"
+        _stale_slot(backend.client, "llmcache:t:moved")
+        assert await backend.get("llmcache:t:moved") == b"v"
+        assert await backend.get("llmcache:t:moved") == b"v"
+        await backend.close()
+
+    asyncio.run(scenario())

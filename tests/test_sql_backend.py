@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,42 @@ class TestAsyncPostgreSQLBackend(AsyncBackendSuite):
         backend = async_from_url(self.url)
         assert isinstance(backend, AsyncSQLBackend)  # psycopg's asyncio flavour
         return backend
+
+
+def test_concurrent_async_postgresql_reads_leave_connections_for_writes(pg_table: str) -> None:
+    """More readers than are kept idle: each read gets a connection, and writes still do."""
+
+    async def scenario() -> None:
+        backend = async_from_url(pg_table + ("&" if "?" in pg_table else "?") + "pool_size=2")
+        await backend.set("llmcache:t:k", b"v", 60)
+        for _ in range(3):
+            reads = [backend.get("llmcache:t:k") for _ in range(12)]
+            assert await asyncio.gather(*reads) == [b"v"] * 12
+            await backend.set("llmcache:t:k", b"v", 60)
+        await backend.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_postgresql_reads_from_threads_leave_connections_for_writes(
+    pg_table: str,
+) -> None:
+    """More reading threads than readers are kept: each read gets a connection, and
+    writes still do."""
+    backend = from_url(pg_table + ("&" if "?" in pg_table else "?") + "pool_size=2")
+    backend.set("llmcache:t:k", b"v", 60)
+    barrier = threading.Barrier(8)
+
+    def reads() -> list[bytes | None]:
+        barrier.wait()
+        return [backend.get("llmcache:t:k") for _ in range(20)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [f.result(timeout=60) for f in [pool.submit(reads) for _ in range(8)]]
+    assert all(values == [b"v"] * 20 for values in results)
+    backend.set("llmcache:t:k", b"w", 60)
+    assert backend.get("llmcache:t:k") == b"w"
+    backend.close()
 
 
 class TestMariaDBBackend(BackendSuite):
@@ -751,8 +788,15 @@ def test_two_processes_create_the_tables_at_once_without_error(
                 drop_tables(url, url.split("table=", 1)[1])
 
 
-def test_a_forked_child_uses_connections_of_its_own(tmp_path: Path) -> None:
-    backend = from_url(f"sqlite:///{tmp_path / 'fork.db'}")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_forked_child_uses_connections_of_its_own(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The parent's connections (PostgreSQL: its idle readers too) stay the parent's."""
+    if kind == "sqlite":
+        backend = from_url(f"sqlite:///{tmp_path / 'fork.db'}")
+    else:
+        backend = from_url(request.getfixturevalue("pg_table"))
     backend.set("llmcache:t:parent", b"p", None)
     assert backend.get("llmcache:t:parent") == b"p"  # the parent holds a connection now
     ctx = multiprocessing.get_context("fork")
@@ -768,6 +812,7 @@ def test_a_forked_child_uses_connections_of_its_own(tmp_path: Path) -> None:
     proc.join(30)
     assert proc.exitcode == 0
     assert backend.get("llmcache:t:child") == b"c"
+    assert backend.get("llmcache:t:parent") == b"p"  # its reader still answers the parent
     backend.close()
 
 
@@ -851,6 +896,32 @@ def test_a_stalled_server_costs_an_async_call_less_than_the_timeout(
         return times
 
     assert max(asyncio.run(scenario())) < 1.2
+
+
+def test_an_async_postgresql_read_keeps_to_the_timeout_by_itself(
+    proxied: tuple[FaultProxy, str],
+) -> None:
+    """Reads on psycopg's own connections are awaited without the core's timeout task."""
+    proxy, url = proxied
+    if not url.startswith("postgresql"):
+        pytest.skip("reads run on the driver's own connections on PostgreSQL only")
+
+    async def scenario() -> float:
+        backend = async_from_url(url, timeout=0.5)
+        assert getattr(backend, "awaits", None) == "bounded-reads"
+        await backend.set("llmcache:t:k", b"v", 60)
+        assert await backend.get("llmcache:t:k") == b"v"  # a reader is open
+        proxy.set_mode("stall")
+        started = time.monotonic()
+        with pytest.raises(Exception, match=r"(?i)connection|closed|timeout"):
+            await backend.get("llmcache:t:k")  # no bound around it: its own
+        took = time.monotonic() - started
+        proxy.set_mode("pass")
+        assert await backend.get("llmcache:t:k") == b"v"  # the cut reader was dropped
+        await backend.close()
+        return took
+
+    assert asyncio.run(scenario()) < 0.5
 
 
 def test_statements_through_sqlalchemy_are_bounded_too(
