@@ -4,8 +4,8 @@ Install with ``pip install 'llmcache[memcached]'``; the tier registers itself th
 ``llmcache`` entry-point group. See ``docs/memcached.md``.
 """
 
-from .async_backend import AsyncMemcachedBackend
-from .backend import InvalidationContention, MemcachedBackend, async_from_url, from_url
+from .async_backend import AsyncMemcachedBackend, async_from_url
+from .backend import InvalidationContention, MemcachedBackend, from_url
 from .config import MemcachedConfig, parse_url
 from .pool import ServerDown
 

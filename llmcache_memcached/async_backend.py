@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from llmcache.backends.base import BaseAsyncCacheBackend
 
-from .backend import MemcachedBackend, _hit, _Undecided
+from .backend import MemcachedBackend, Undecided, fast_hit, from_url
 
-__all__ = ["AsyncMemcachedBackend"]
+__all__ = ["AsyncMemcachedBackend", "async_from_url"]
 
 
 class AsyncMemcachedBackend(BaseAsyncCacheBackend):
@@ -41,11 +42,11 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
 
     async def get(self, key: str) -> bytes | None:
         backend = self.backend
-        route = backend._routes.get(key) or backend._route(key)
+        route = backend.routes.get(key) or backend.route_of(key)
         server = route[4]
         pool = backend.pool
         if server.down_until:  # rare: the placement may try the server, which blocks
-            placed = await asyncio.to_thread(backend._placed, key)
+            placed = await asyncio.to_thread(backend.placed, key)
             if placed is None:
                 raise pool.unavailable()
             route, server = placed, placed[4]
@@ -58,11 +59,11 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
                 reply = await connection.request(route[6])
             now = time.time()
             try:
-                value = _hit(key, route, reply, now)
-            except _Undecided:
+                value = fast_hit(key, route, reply, now)
+            except Undecided:
                 if isinstance(reply, bytes):
                     reply = await connection.complete(reply)
-                value = backend._open(key, route, reply, now)
+                value = backend.open_reply(key, route, reply, now)
         except BaseException as exc:  # cancelled too: never reuse a half-read reply
             connection.close()
             if isinstance(exc, pool.errors):
@@ -83,13 +84,13 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
         error: BaseException | None = None
         answered = False
         if any(server.down_until for server in pool.servers):
-            groups = await asyncio.to_thread(backend._by_server, keys)
+            groups = await asyncio.to_thread(backend.by_server, keys)
         else:
-            groups = backend._by_server(keys)
+            groups = backend.by_server(keys)
         for server, items in groups.items():
             connection = server.acquire_async(loop)
             try:
-                found = await connection.fetch(backend._command(items))
+                found = await connection.fetch(backend.multi_get(items))
             except pool.errors as exc:
                 pool.failed(server, exc)
                 error = error or exc
@@ -99,7 +100,7 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
             answered = True
             now = time.time()
             for key, route in items:
-                values[key] = backend._open(key, route, found, now)
+                values[key] = backend.open_reply(key, route, found, now)
         if not answered:
             if error is not None:
                 raise error
@@ -135,3 +136,10 @@ class AsyncMemcachedBackend(BaseAsyncCacheBackend):
 
     async def close(self) -> None:
         self.backend.close()  # closing sockets does not block
+
+
+def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> AsyncMemcachedBackend:
+    """Build a memcached tier for an async client: reads on the event loop, the rest in
+    worker threads (see :class:`AsyncMemcachedBackend`).
+    """
+    return AsyncMemcachedBackend(from_url(url, timeout=timeout, **options))

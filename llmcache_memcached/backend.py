@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmcache.backends.base import BaseCacheBackend, reject_unknown_options
 from llmcache.errors import MissingExtraError
@@ -47,10 +47,7 @@ from .values import (
     payload,
 )
 
-if TYPE_CHECKING:
-    from .async_backend import AsyncMemcachedBackend
-
-__all__ = ["InvalidationContention", "MemcachedBackend", "async_from_url", "from_url"]
+__all__ = ["InvalidationContention", "MemcachedBackend", "Undecided", "fast_hit", "from_url"]
 
 log = logging.getLogger("llmcache.memcached")
 
@@ -87,32 +84,34 @@ _Views = dict[str, _View]  # one server's records, by record key
 _Route = tuple[str, bytes, str, bytes, Server, _Views, bytes, bytes]
 
 
-class _Undecided(Exception):
+class Undecided(Exception):
     """The hit path's shortcut cannot read this reply: parse it in full."""
 
 
-def _hit(key: str, route: _Route, reply: bytes | dict[bytes, bytes], now: float) -> bytes | None:
+def fast_hit(
+    key: str, route: _Route, reply: bytes | dict[bytes, bytes], now: float
+) -> bytes | None:
     """Read a one-key reply whose record is unchanged since the last read (the usual case).
 
-    :raises _Undecided: anything else (a changed record, an unusual reply).
+    :raises Undecided: anything else (a changed record, an unusual reply).
     """
     view = route[5].get(route[2])
     if view is None or type(reply) is not bytes or not reply.endswith(view.tail):
-        raise _Undecided
+        raise Undecided
     view.seen = now
     cut = len(reply) - len(view.tail)
     if not cut:
         return None  # only the record came back: no entry
     head = route[7]
     if not reply.startswith(head):
-        raise _Undecided
+        raise Undecided
     eol = reply.find(b"\r\n", len(head))
     try:
         size = int(reply[len(head) : eol])
     except ValueError:
-        raise _Undecided from None
+        raise Undecided from None
     if eol + size + 4 != cut:
-        raise _Undecided  # the reply is not what it looks like
+        raise Undecided  # the reply is not what it looks like
     if size < _HEADER_SIZE:
         return None
     start = eol + 2
@@ -180,7 +179,7 @@ class MemcachedBackend(BaseCacheBackend):
         self._lock = threading.Lock()
         # each server's records as this process last saw them
         self._views: dict[str, _Views] = {server.name: {} for server in self.pool.servers}
-        self._routes: dict[str, _Route] = {}
+        self.routes: dict[str, _Route] = {}
         self._remaps: dict[tuple[str, str], _Route] = {}  # keys of servers that are down
 
     def __repr__(self) -> str:
@@ -193,15 +192,15 @@ class MemcachedBackend(BaseCacheBackend):
 
     # -- keys ----------------------------------------------------------------------------
 
-    def _route(self, key: str) -> _Route:
+    def route_of(self, key: str) -> _Route:
         """Work out where ``key`` lives (remembered for the next :data:`ROUTES` keys)."""
-        route = self._routes.get(key)
+        route = self.routes.get(key)
         if route is not None:
             return route
         route = self._route_on(key, self.pool.route(entry_key(key)))
-        if len(self._routes) >= ROUTES:
-            self._routes.clear()
-        self._routes[key] = route
+        if len(self.routes) >= ROUTES:
+            self.routes.clear()
+        self.routes[key] = route
         return route
 
     def _route_on(self, key: str, server: Server) -> _Route:
@@ -214,10 +213,10 @@ class MemcachedBackend(BaseCacheBackend):
         head = b"VALUE %s 0 " % mkey_bytes
         return (mkey, mkey_bytes, rkey, rkey_bytes, server, views, command, head)
 
-    def _placed(self, key: str) -> _Route | None:
+    def placed(self, key: str) -> _Route | None:
         """The route of ``key`` now: on its own server, or while that one is down on the
         next live one of the ring; ``None`` when every server is down."""
-        route = self._routes.get(key) or self._route(key)
+        route = self.routes.get(key) or self.route_of(key)
         server = route[4]
         if not server.down_until or self._available(server):
             return route
@@ -261,11 +260,11 @@ class MemcachedBackend(BaseCacheBackend):
 
         self._update_existing(server, scope_keys(), renew)
 
-    def _by_server(self, keys: Iterable[str]) -> dict[Server, list[tuple[str, _Route]]]:
+    def by_server(self, keys: Iterable[str]) -> dict[Server, list[tuple[str, _Route]]]:
         """Group keys by the server that holds them now (keys with none are left out)."""
         groups: dict[Server, list[tuple[str, _Route]]] = {}
         for key in dict.fromkeys(keys):
-            route = self._placed(key)
+            route = self.placed(key)
             if route is not None:
                 groups.setdefault(route[4], []).append((key, route))
         return groups
@@ -273,7 +272,7 @@ class MemcachedBackend(BaseCacheBackend):
     # -- reads ---------------------------------------------------------------------------
 
     @staticmethod
-    def _open(key: str, route: _Route, found: dict[bytes, bytes], now: float) -> bytes | None:
+    def open_reply(key: str, route: _Route, found: dict[bytes, bytes], now: float) -> bytes | None:
         """Return the core's bytes of ``key`` from what its server returned, or ``None``
         when absent, expired or cleared (and note the record for writes)."""
         state = _seen(route[5], route[2], found.get(route[3]), now)
@@ -288,7 +287,7 @@ class MemcachedBackend(BaseCacheBackend):
         return payload(value, flags) if flags else value[_HEADER_SIZE:]
 
     @staticmethod
-    def _command(items: Sequence[tuple[str, _Route]]) -> bytes:
+    def multi_get(items: Sequence[tuple[str, _Route]]) -> bytes:
         """The ``get`` line for one server's ``items``: their keys and their records."""
         if len(items) == 1:
             return items[0][1][6]
@@ -297,10 +296,10 @@ class MemcachedBackend(BaseCacheBackend):
 
     def get(self, key: str) -> bytes | None:
         # get_many's work for one key, written out: this is the hit path
-        route = self._routes.get(key) or self._route(key)
+        route = self.routes.get(key) or self.route_of(key)
         server = route[4]
         if server.down_until:
-            placed = self._placed(key)
+            placed = self.placed(key)
             if placed is None:
                 raise self.pool.unavailable()
             route, server = placed, placed[4]
@@ -309,10 +308,10 @@ class MemcachedBackend(BaseCacheBackend):
             reply = client.exchange(route[6])
             now = time.time()
             try:
-                value = _hit(key, route, reply, now)
-            except _Undecided:
+                value = fast_hit(key, route, reply, now)
+            except Undecided:
                 found = client.complete(reply) if isinstance(reply, bytes) else reply
-                value = self._open(key, route, found, now)
+                value = self.open_reply(key, route, found, now)
         except self.pool.errors as exc:
             self.pool.failed(server, exc)
             raise
@@ -331,9 +330,9 @@ class MemcachedBackend(BaseCacheBackend):
         values: dict[str, bytes | None] = {}
         error: BaseException | None = None
         answered = False
-        for server, items in self._by_server(keys).items():
+        for server, items in self.by_server(keys).items():
             try:
-                found = server.call("fetch", self._command(items))
+                found = server.call("fetch", self.multi_get(items))
             except self.pool.errors as exc:
                 self.pool.failed(server, exc)
                 error = error or exc
@@ -341,7 +340,7 @@ class MemcachedBackend(BaseCacheBackend):
             answered = True
             now = time.time()
             for key, route in items:
-                values[key] = self._open(key, route, found, now)
+                values[key] = self.open_reply(key, route, found, now)
         if not answered:
             if error is not None:
                 raise error
@@ -424,7 +423,7 @@ class MemcachedBackend(BaseCacheBackend):
         """Run ``action`` per server that holds keys now; raise the first failure."""
         error: BaseException | None = None
         tried = False
-        for server, group in self._by_server(keys).items():
+        for server, group in self.by_server(keys).items():
             tried = True
             try:
                 action(server, group)
@@ -684,12 +683,3 @@ def from_url(url: str, *, timeout: float = 1.0, **options: Any) -> MemcachedBack
         max_rules=config.max_rules,
         max_ttl=config.max_ttl,
     )
-
-
-def async_from_url(url: str, *, timeout: float = 1.0, **options: Any) -> AsyncMemcachedBackend:
-    """Build a memcached tier for an async client: reads on the event loop, the rest in
-    worker threads (see :class:`~llmcache_memcached.async_backend.AsyncMemcachedBackend`).
-    """
-    from .async_backend import AsyncMemcachedBackend
-
-    return AsyncMemcachedBackend(from_url(url, timeout=timeout, **options))

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from llmcache import hookimpl
 
-from .backend import async_from_url, from_url
+from .async_backend import async_from_url
+from .backend import from_url
 
 __all__ = ["llmcache_register_backends"]
 

@@ -145,7 +145,7 @@ def sync_client(url: RedisURL, timeout: float) -> Any:
     from redis.retry import Retry
 
     if url.service is not None:
-        from .sentinel import sync_sentinel
+        from .sentinel_clients import sync_sentinel
 
         return sync_sentinel(url, timeout).master_for(
             url.service, **_sentinel_client_options(url, timeout)
@@ -179,7 +179,7 @@ def async_client(url: RedisURL, timeout: float) -> Any:
     from redis.backoff import NoBackoff
 
     if url.service is not None:
-        from .sentinel import async_sentinel
+        from .sentinel_clients import async_sentinel
 
         return async_sentinel(url, timeout).master_for(
             url.service, **_sentinel_client_options(url, timeout, aio=True)
