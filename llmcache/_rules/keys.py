@@ -88,10 +88,32 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
+def _finite(value: Any) -> bool:
+    """Tell whether ``value`` is plain JSON data whose floats are all finite (``False`` also
+    for objects orjson dumps through ``_default``: those are looked at closer)."""
+    kind = type(value)
+    if kind in _LEAVES:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return False
+    for item in value:  # a loop, not all(): this runs on every key
+        if type(item) is not str and not _finite(item):
+            return False
+    return True
+
+
 def _dumps(value: Any) -> bytes:
     blob = orjson.dumps(value, default=_default, option=_OPTIONS)
-    # orjson writes NaN and infinities as null; tell them apart (rare: only where a null is)
-    if b"null" in blob:
+    # orjson writes NaN and infinities as null: tell them apart. Walking the values costs
+    # by their number, not by the bytes of the prompt (a scan for null costs ~0.7 ns a byte).
+    if not _finite(value) and b"null" in blob:
         plain = _plain_floats(value)
         if _has_non_finite(plain):
             return json.dumps(plain, sort_keys=True, default=_default).encode()
