@@ -17,6 +17,7 @@ import json
 import math
 import random
 import string
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -176,6 +177,28 @@ def test_non_finite_numbers_never_share_a_key_with_null(number: float) -> None:
     others = {math.nan, math.inf, -math.inf} - {number}
     for other in others:
         assert key != _key({"model": "m", "messages": [], "temperature": other})
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda x: {"tools": [{"type": "function", "function": {"parameters": {"minimum": x}}}]},
+        lambda x: {"logit_bias": {"50256": x}},
+        lambda x: {"messages": [{"role": "user", "content": "hi", "weights": (1.0, x)}]},
+    ],
+    ids=["in a tool schema", "in a dict", "in a tuple in a message"],
+)
+def test_a_deep_non_finite_number_never_shares_a_key_with_null(
+    number: float, where: Callable[[Any], dict[str, Any]]
+) -> None:
+    """The check for NaN walks the values: one deep inside lists and dicts is found too."""
+    try:
+        key = _key({"model": "m", **where(number)})
+    except UncacheableRequest:
+        return
+    assert key != _key({"model": "m", **where(None)})
+    assert key == _key({"model": "m", **where(number)})
 
 
 # -- the codec -------------------------------------------------------------------------------------
