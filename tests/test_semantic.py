@@ -414,6 +414,57 @@ def test_minilm_serves_a_paraphrase_and_not_an_edit(
     assert client.stats().semantic_hits == 1
 
 
+def test_a_second_embedder_s_agreement_turns_away_what_word_overlap_lets_through(
+    make_client: Callable[..., Any], sim: Simulator
+) -> None:
+    from llmcache.semantic import EmbedderAgreement
+
+    # both pass the token checks and score >= 0.8 under WordLlama, which averages word
+    # vectors; MiniLM reads them in context and scores them 0.70 and 0.84
+    others = ["How can my dog lose weight fast?", "How can I lose water weight fast?"]
+    plain = make_client(semantic={"threshold": 0.8})
+    ask(plain, "How can I lose weight fast?")
+    assert [ask(plain, q).cache_match for q in others] == ["semantic", "semantic"]
+
+    verifier = EmbedderAgreement("minilm", 0.9)
+    agreed = make_client(semantic={"threshold": 0.8, "verifier": verifier})
+    calls = sim.count("/v1/chat/completions")
+    ask(agreed, "How can I lose weight fast?")
+    assert ask(agreed, "How can I lose weight quickly?").cache_match == "semantic"
+    assert [ask(agreed, q).cache_match for q in others] == [None, None]
+    assert sim.count("/v1/chat/completions") == calls + 3
+    assert agreed.stats().semantic_hits == 1
+    assert verifier.name == "minilm-all-MiniLM-L6-v2>=0.9"
+
+
+def test_embedder_agreement_keeps_recent_vectors_and_checks_its_settings() -> None:
+    from llmcache.semantic import EmbedderAgreement, WordLlamaEmbedder
+
+    class Counting(WordLlamaEmbedder):
+        embedded: list[str] = []
+
+        def embed(self, texts: Any) -> Any:
+            self.embedded.extend(texts)
+            return super().embed(texts)
+
+    verifier = EmbedderAgreement(Counting(), 0.9, cache_size=2)
+    assert verifier("How can I lose weight fast?", "How can I lose weight quickly?", 0.9)
+    assert not verifier("How can I lose weight fast?", "What is the capital of France?", 0.9)
+    assert Counting.embedded == [
+        "How can I lose weight fast?",
+        "How can I lose weight quickly?",
+        "What is the capital of France?",
+    ]
+    # the least recently used vector went; the two kept ones are not embedded again
+    verifier("How can I lose weight fast?", "What is the capital of France?", 0.9)
+    assert len(Counting.embedded) == 3
+    verifier("How can I lose weight quickly?", "How can I lose weight fast?", 0.9)
+    assert Counting.embedded[3:] == ["How can I lose weight quickly?"]
+    for bad in (0, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="threshold"):
+            EmbedderAgreement("minilm", bad)  # type: ignore[arg-type]
+
+
 def test_the_wrapper_s_raw_responses_carry_the_match_and_its_switch(semantic_client: Any) -> None:
     ask(semantic_client, "How can I lose weight fast?")
     messages = [SYSTEM, {"role": "user", "content": "How can I lose weight quickly?"}]

@@ -8,11 +8,13 @@ from .checks import length_ok, same_answer_tokens
 from .config import SemanticConfig, Verifier, load_record, parse_semantic
 from .embedders import ClientEmbedder, Embedder, WordLlamaEmbedder
 from .matcher import Near, SemanticMatcher
+from .verifiers import EmbedderAgreement
 
 __all__ = [
     "CalibrationError",
     "ClientEmbedder",
     "Embedder",
+    "EmbedderAgreement",
     "Near",
     "Pair",
     "SemanticConfig",
