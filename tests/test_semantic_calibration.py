@@ -88,3 +88,28 @@ def test_the_command_fails_clearly_on_bad_pairs(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "unknown embedder 'nope'" in result.output
     assert len(load_pairs(PAIRS)) == 60
+
+
+def test_a_verifier_is_part_of_what_calibration_measures(tmp_path: Path) -> None:
+    from llmcache.semantic import EmbedderAgreement
+
+    plain = calibrate(PAIRS, max_false_hits=0.1)
+    assert plain["verifier"] is None
+    verifier = EmbedderAgreement("minilm", 0.92)
+    record = calibrate(PAIRS, max_false_hits=0.1, verifier=verifier)
+    assert record["verifier"] == "minilm-all-MiniLM-L6-v2>=0.92"
+    # a pair MiniLM scores below 0.92 is never served: fewer pairs are served, and recall drops
+    assert record["served"] < plain["served"]
+    assert record["recall"] < plain["recall"]
+    assert record["false_hit_upper_bound"] <= 0.1
+    # a plain callable works too, asked pair by pair; one that refuses all leaves no threshold
+    with pytest.raises(CalibrationError, match=r"within 0\.1"):
+        calibrate(PAIRS, max_false_hits=0.1, verifier=lambda a, b, similarity: False)
+    out = tmp_path / "calibration.json"
+    result = CliRunner().invoke(
+        main,
+        ["calibrate", "--pairs", str(PAIRS), "--max-false-hits", "0.1", "--out", str(out),
+         "--verify-with", "minilm", "--verify-threshold", "0.92"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["verifier"] == record["verifier"]

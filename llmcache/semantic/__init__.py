@@ -14,11 +14,13 @@ from llmcache.semantic.checks import length_ok, same_answer_tokens
 from llmcache.semantic.config import SemanticConfig, Verifier, load_record, parse_semantic
 from llmcache.semantic.embedders import ClientEmbedder, Embedder, WordLlamaEmbedder
 from llmcache.semantic.matcher import Near, SemanticMatcher
+from llmcache.semantic.verifiers import EmbedderAgreement
 
 __all__ = [
     "CalibrationError",
     "ClientEmbedder",
     "Embedder",
+    "EmbedderAgreement",
     "Near",
     "Pair",
     "SemanticConfig",

@@ -99,10 +99,42 @@ def similarities(embedder: Any, pairs: Sequence[Pair]) -> Any:
 
 
 def passes_checks(
-    pairs: Iterable[Pair], max_length_ratio: float = DEFAULT_LENGTH_RATIO
+    pairs: Iterable[Pair],
+    max_length_ratio: float = DEFAULT_LENGTH_RATIO,
+    verifier: Any = None,
+    scores: Any = None,
+    floor: float = 0.0,
 ) -> list[bool]:
-    """Return, per pair, whether it passes the answer-token and length checks."""
-    return [same_answer_tokens(p.a, p.b) and length_ok(p.a, p.b, max_length_ratio) for p in pairs]
+    """Return, per pair, whether it passes the answer-token and length checks.
+
+    :param verifier: a verifier too (see :data:`~llmcache.semantic.Verifier`); one with an
+        ``agree(pairs)`` method, such as :class:`~llmcache.semantic.EmbedderAgreement`, is
+        asked in batches.
+    :param scores: the pairs' similarities; with ``floor``, the verifier is asked only about
+        pairs scoring at least ``floor`` (the others count as failing: no threshold below
+        ``floor`` can then be chosen).
+    """
+    pairs = list(pairs)
+    checked = [
+        same_answer_tokens(p.a, p.b) and length_ok(p.a, p.b, max_length_ratio) for p in pairs
+    ]
+    if verifier is None:
+        return checked
+    asked = [
+        i for i, ok in enumerate(checked) if ok and (scores is None or float(scores[i]) >= floor)
+    ]
+    agree = getattr(verifier, "agree", None)
+    if callable(agree):
+        verdicts = list(agree([(pairs[i].a, pairs[i].b) for i in asked]))
+    else:
+        verdicts = [
+            bool(verifier(pairs[i].a, pairs[i].b, float(scores[i]) if scores is not None else 1.0))
+            for i in asked
+        ]
+    out = [False] * len(pairs)
+    for i, verdict in zip(asked, verdicts, strict=True):
+        out[i] = bool(verdict)
+    return out
 
 
 def evaluate(
@@ -159,6 +191,7 @@ def calibrate(
     *,
     max_false_hits: float = 0.01,
     max_length_ratio: float = DEFAULT_LENGTH_RATIO,
+    verifier: Any = None,
 ) -> dict[str, Any]:
     """Measure and return a calibration record (what ``llmcache calibrate`` writes).
 
@@ -166,6 +199,10 @@ def calibrate(
     :param embedder: a registered embedder's name, or an embedder object.
     :param max_false_hits: the target for the 95% upper bound on the false-hit rate.
     :param max_length_ratio: the length bound the matcher will use.
+    :param verifier: the verifier the matcher will use (an
+        :class:`~llmcache.semantic.EmbedderAgreement`, say): a pair it rejects is never
+        served, so the threshold is measured with it. The record names it (``verifier``);
+        give the matcher the same one.
     :return: ``threshold``, ``precision``, ``recall``, ``false_hit_upper_bound``, ``pairs``,
         ``embedder`` and the counts behind them.
     :raises CalibrationError: no threshold is within the target, or the pairs are unreadable.
@@ -177,7 +214,7 @@ def calibrate(
         pairs = load_pairs(pairs)
     model = _embedder(embedder)
     scores = similarities(model, pairs)
-    checked = passes_checks(pairs, max_length_ratio)
+    checked = passes_checks(pairs, max_length_ratio, verifier, scores)
     threshold = choose(pairs, scores, checked, max_false_hits)
     record = evaluate(pairs, scores, checked, threshold)
     record.update(
@@ -187,6 +224,7 @@ def calibrate(
         embedder_model=str(model.name),
         max_false_hits=max_false_hits,
         max_length_ratio=max_length_ratio,
+        verifier=None if verifier is None else str(getattr(verifier, "name", repr(verifier))),
         confidence=0.95,
         bound="wilson, one-sided",
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

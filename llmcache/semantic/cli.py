@@ -29,19 +29,42 @@ __all__ = ["calibrate_command"]
     help="Target for the 95% upper bound on the false-hit rate.",
 )
 @click.option(
+    "--verify-with",
+    "verify_with",
+    default=None,
+    help="A second registered embedder that must agree (EmbedderAgreement); the threshold "
+    "is then measured with it.",
+)
+@click.option(
+    "--verify-threshold",
+    default=0.9,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="The second embedder's least similarity.",
+)
+@click.option(
     "--out",
     default="calibration.json",
     show_default=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the calibration record.",
 )
-def calibrate_command(pairs_path: Path, embedder: str, max_false_hits: float, out: Path) -> None:
+def calibrate_command(
+    pairs_path: Path,
+    embedder: str,
+    max_false_hits: float,
+    verify_with: str | None,
+    verify_threshold: float,
+    out: Path,
+) -> None:
     """Pick the loosest semantic threshold whose 95% upper bound on false hits is within
     the target, and write the record that semantic={"calibration": ...} reads."""
     from llmcache.semantic.calibration import CalibrationError, calibrate
+    from llmcache.semantic.verifiers import EmbedderAgreement
 
+    verifier = EmbedderAgreement(verify_with, verify_threshold) if verify_with else None
     try:
-        record = calibrate(pairs_path, embedder, max_false_hits=max_false_hits)
+        record = calibrate(pairs_path, embedder, max_false_hits=max_false_hits, verifier=verifier)
     except (CalibrationError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     text = json.dumps(record, indent=2, sort_keys=True)
