@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from llmcache.errors import MissingExtraError
 from llmcache.hookspecs import hookimpl
+from llmcache.semantic.extras import need
 
 __all__ = ["ClientEmbedder", "Embedder", "WordLlamaEmbedder", "llmcache_register_embedders"]
 
@@ -39,15 +39,6 @@ class Embedder(Protocol):
         """Return one vector per text: an array of shape ``(len(texts), dim)``."""
 
 
-def _need(module: str, extra: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError("this embedder", extra, module.split(".")[0]) from exc
-
-
 class WordLlamaEmbedder:
     """WordLlama's ``l2_supercat`` model at 256 dimensions, from the files of its wheel.
 
@@ -59,10 +50,10 @@ class WordLlamaEmbedder:
     name = "wordllama-l2_supercat-256"
 
     def __init__(self) -> None:
-        wordllama = _need("wordllama", "semantic")
-        inference = _need("wordllama.inference", "semantic")
-        tokenizers = _need("tokenizers", "semantic")
-        safetensors = _need("safetensors", "semantic")
+        wordllama = need("wordllama", "semantic")
+        inference = need("wordllama.inference", "semantic")
+        tokenizers = need("tokenizers", "semantic")
+        safetensors = need("safetensors", "semantic")
         root = Path(wordllama.__file__).parent
         tokenizer = tokenizers.Tokenizer.from_file(
             str(root / "tokenizers" / "l2_supercat_tokenizer_config.json")

