@@ -37,3 +37,9 @@ def test_the_anthropic_recipe_caches_the_stream_helper(tmp_path: Path, sim: Simu
     assert sim.requests[-1].path == "/v1/messages"
     assert run_recipe("anthropic", tmp_path, sim).splitlines() == [first[0], "hits: 1"]
     assert sim.count() == 1
+
+
+def test_the_simulator_recipe_counts_requests_and_fails_on_demand(
+    tmp_path: Path, sim: Simulator
+) -> None:
+    assert run_recipe("simulator", tmp_path, sim).splitlines() == ["True 1", "503"]
