@@ -516,7 +516,7 @@ _REVIEWED_IMPORTS = {
     ("llmcache/_plugins.py", "import_module"),  # fixed names: the built-in plugins
     ("llmcache/_moved.py", "import_module"),  # fixed names: the MOVED table
     ("llmcache/http/transport.py", "import_module"),  # fixed names: httpx2, httpx, SDKs
-    ("llmcache/semantic/embedders.py", "import_module"),  # fixed names: the embedders' wheels
+    ("llmcache/semantic/extras.py", "import_module"),  # fixed names: the embedders' wheels
     ("llmcache/testmode/session.py", "import_module"),  # fixed names: httpx2, httpx
 }
 
