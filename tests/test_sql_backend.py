@@ -898,13 +898,12 @@ def test_a_stalled_server_costs_an_async_call_less_than_the_timeout(
     assert max(asyncio.run(scenario())) < 1.2
 
 
+@pytest.mark.parametrize("proxied", ["postgresql"], indirect=True)  # psycopg's own readers
 def test_an_async_postgresql_read_keeps_to_the_timeout_by_itself(
     proxied: tuple[FaultProxy, str],
 ) -> None:
     """Reads on psycopg's own connections are awaited without the core's timeout task."""
     proxy, url = proxied
-    if not url.startswith("postgresql"):
-        pytest.skip("reads run on the driver's own connections on PostgreSQL only")
 
     async def scenario() -> float:
         backend = async_from_url(url, timeout=0.5)
