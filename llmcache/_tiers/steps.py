@@ -107,21 +107,29 @@ class TierLogic:
         :class:`Found`."""
         if data is None or data is FAILED:
             return None
-        memo = self._decoded.get(id(data))
         try:
-            if memo is not None and memo[0] is data and memo[1].key == pkey:
-                entry = memo[1]
-            else:
-                entry = self.codec.decode(data, pkey)
-                if not tier.shared:
-                    if len(self._decoded) >= DECODE_MEMO_SIZE:
-                        self._decoded.clear()
-                    self._decoded[id(data)] = (data, entry)
+            entry = self.decoded(tier, data, pkey)
             return Found(entry, tier, data, None if check is None else check(entry))
         except CorruptEntry as exc:
             self._decoded.pop(id(data), None)
             self._report(tier, exc, scope, "dropped a bad entry in")
             return BAD
+
+    def decoded(self, tier: Tier, data: bytes, pkey: str) -> Entry:
+        """Return the entry ``data`` holds, decoded once per stored value of an in-process
+        tier (which hands out the same bytes object on every read).
+
+        :raises CorruptEntry: ``data`` is not an entry of ``pkey``.
+        """
+        memo = self._decoded.get(id(data))
+        if memo is not None and memo[0] is data and memo[1].key == pkey:
+            return memo[1]
+        entry = self.codec.decode(data, pkey)
+        if not tier.shared:
+            if len(self._decoded) >= DECODE_MEMO_SIZE:
+                self._decoded.clear()
+            self._decoded[id(data)] = (data, entry)
+        return entry
 
     # -- the steps -------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from llmcache._tiers.codec import Entry
 from llmcache._tiers.ops import Op
-from llmcache._tiers.steps import BAD, FAILED, Steps, TierLogic
+from llmcache._tiers.steps import BAD, FAILED, UNREAD, Steps, TierLogic
 from llmcache._tiers.tier import Found, Scope, Tier, fresh
 
 __all__ = ["AsyncTiers", "Tiers"]
@@ -55,15 +55,25 @@ class Tiers(TierLogic):
         max_age: float | None,
         scope: Scope,
         check: Callable[[Entry], Any],
+        read: Any = UNREAD,
     ) -> tuple[Found | None, bool]:
         """Run :meth:`lookup_steps`; a fresh entry in the first tier, the hit path, is
-        returned straight from one guarded read."""
+        returned straight from one guarded read.
+
+        :param read: what the first tier's read returned already (the engine's quick hit
+            path), or the exception it raised.
+        """
         tier = tiers[0]
         data = FAILED
         breaker = tier.breaker
+        if read is not UNREAD:
+            if isinstance(read, Exception):
+                self._failed(tier, read, scope)
+            else:
+                data = read
         # The first tier's read made here rather than through a Get op and run(): ~1 µs of
         # a ~17 µs memory hit (benchmarks: hits.py), kept for that.
-        if (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
+        elif (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
             try:
                 data = tier.backend.get(pkey)
             except Exception as exc:
@@ -140,19 +150,20 @@ class AsyncTiers(TierLogic):
         max_age: float | None,
         scope: Scope,
         check: Callable[[Entry], Any],
+        read: Any = UNREAD,
     ) -> tuple[Found | None, bool]:
         """The asyncio twin of :meth:`Tiers.lookup`."""
         tier = tiers[0]
         data = FAILED
         breaker = tier.breaker
-        if (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
+        if read is not UNREAD:
+            if isinstance(read, Exception):
+                self._failed(tier, read, scope)
+            else:
+                data = read
+        elif (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
             try:
-                if tier.direct is not None:
-                    data = tier.direct.get(pkey)
-                else:
-                    call = tier.backend.get(pkey)
-                    direct = tier.inline or tier.bounded_get
-                    data = await (call if direct else _bounded(call, tier.timeout))
+                data = await self.read(tier, pkey)
             except Exception as exc:
                 self._failed(tier, exc, scope)
             else:
@@ -162,6 +173,14 @@ class AsyncTiers(TierLogic):
             return found, True
         steps = self.lookup_steps(pkey, tiers, max_age, scope, check, first=found)
         return await self.run(steps, scope)  # type: ignore[no-any-return]
+
+    async def read(self, tier: Tier, pkey: str) -> Any:
+        """Read ``pkey`` from ``tier`` within its timeout (unguarded: the caller counts a
+        failure)."""
+        if tier.direct is not None:
+            return tier.direct.get(pkey)
+        call = tier.backend.get(pkey)
+        return await (call if tier.inline or tier.bounded_get else _bounded(call, tier.timeout))
 
     async def close(self) -> None:
         """Close every backend."""
