@@ -16,8 +16,8 @@ from llmcache._engine.singleflight import AsyncSingleFlight
 from llmcache._engine.streaming import AsyncRecordingStream, AsyncReplayStream
 from llmcache._rules.request import Endpoint
 from llmcache._tiers.ops import Op
-from llmcache._tiers.steps import Steps
-from llmcache._tiers.tier import Found, Scope
+from llmcache._tiers.steps import UNREAD, Steps
+from llmcache._tiers.tier import Found, Scope, Tier
 from llmcache._tiers.tiers import AsyncTiers
 
 __all__ = ["AsyncEngine"]
@@ -51,21 +51,38 @@ class AsyncEngine(Engine):
         :param raw: the same method returning the SDK's raw response, where the SDK has one.
         :param kwargs: the call's keywords, ``cache_*`` options included.
         """
-        call = self.start(endpoint, upstream, raw, kwargs)
+        key = self.quick_key(endpoint, kwargs)
+        read: Any = UNREAD
+        if key is not None:
+            tier: Tier = self.first  # type: ignore[assignment]
+            try:
+                read = await self.tiers.read(tier, self._prefix + key)
+            except Exception as exc:  # counted by the planned path's lookup
+                read = exc
+            else:
+                tier.breaker.success()
+                if read is not None:
+                    served = self.quick_hit(endpoint, key, tier, read)
+                    if served is not None:
+                        return served
+        call = self.start(endpoint, upstream, raw, kwargs, key)
         if not isinstance(call, Call):
             params, adapter = call
             stream = bool(params.get("stream"))
             return self.fresh_response(await upstream(**params), adapter, "", stream=stream)
-        return await self.serve(call)
+        return await self.serve(call, read)
 
-    async def serve(self, call: Call) -> Any:
-        """Serve a planned call: a hit, or the upstream's answer (stored)."""
+    async def serve(self, call: Call, read: Any = UNREAD) -> Any:
+        """Serve a planned call: a hit, or the upstream's answer (stored).
+
+        :param read: what the quick path read of the first tier, if it did.
+        """
         plan = call.plan
         found: Found | None = None
         if plan.read_tiers:
             check = self.checker(plan, call.adapter, call.stream)
             found, fresh = await self.tiers.lookup(
-                plan.pkey, plan.read_tiers, plan.max_age, plan, check
+                plan.pkey, plan.read_tiers, plan.max_age, plan, check, read
             )
             if fresh:  # the hit path
                 return self.hit(call, found.entry, found.tier, value=found.value)  # type: ignore[union-attr]

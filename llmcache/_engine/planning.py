@@ -127,12 +127,14 @@ class Planner:
         )
 
     def plan(
-        self, endpoint: Endpoint, kwargs: Mapping[str, Any]
+        self, endpoint: Endpoint, kwargs: Mapping[str, Any], key: str | None = None
     ) -> tuple[dict[str, Any], Plan | None]:
         """Return the upstream arguments and the plan, or ``None`` to bypass the cache.
 
         The key is computed from the caller's arguments; the upstream ones may differ by
         the prompt-prefix marks of ``cache_prompt=True``.
+
+        :param key: the logical key of a call without ``cache_*`` options, when known.
         """
         for name in kwargs:
             if name.startswith("cache_"):
@@ -148,9 +150,10 @@ class Planner:
             ttl = self.default_ttl
         elif ttl is NEVER:
             return params, None
-        key = self.key(request)
         if key is None:
-            return params, None
+            key = self.key(request)
+            if key is None:
+                return params, None
         tiers = self._by_strategy["tiered"]
         writes = () if ttl is not None and ttl <= 0 else tiers
         pkey = physical_key(self.namespace, key)
