@@ -166,8 +166,9 @@ class Engine:
 
     # -- the quick hit path ----------------------------------------------------------------
     # The common hit (no ``cache_*`` option, no stream, a fresh entry in the first tier)
-    # served without building a request, a plan or a call: 25-30% of a memory hit
-    # (benchmarks: hits.py). What it cannot serve goes the planned way with what it read.
+    # served without building a request, a plan or a call: a quarter of a memory hit's
+    # instructions (benchmarks/README.md). What it cannot serve goes the planned way with
+    # what it read.
 
     def quick_key(self, endpoint: Endpoint, kwargs: Mapping[str, Any]) -> str | None:
         """Return the logical key of a call the quick path may serve, else ``None``."""
@@ -192,8 +193,7 @@ class Engine:
         ``None`` (a stale or bad entry is the planned path's to judge and count)."""
         try:
             entry = self.tiers.decoded(tier, data, self._prefix + key)
-            now = time.time()
-            if entry.expires is not None and now >= entry.expires:
+            if entry.expires is not None and time.time() >= entry.expires:
                 return None
             if entry.kind == "json":  # the SDK's validator itself, no frame of ours between
                 served = self.provider.adapters[endpoint].build_json(entry.payload)
@@ -202,18 +202,16 @@ class Engine:
         except Exception:  # the planned path judges the entry again, and says what it is
             return None
         label = tier.label
-        prompt, completion = entry.prompt_tokens, entry.completion_tokens
         self.stats.hit(
-            label, entry.model, prompt, completion, False, entry.cached_tokens, entry.written_tokens
+            label,
+            entry.model,
+            entry.prompt_tokens,
+            entry.completion_tokens,
+            False,
+            entry.cached_tokens,
+            entry.written_tokens,
         )
-        return mark(
-            served,
-            hit=True,
-            key=key,
-            age=max(0.0, now - entry.created),
-            tokens=prompt + completion,
-            tier=label,
-        )
+        return marked_hit(served, key, entry, label)
 
     # -- entries and what a hit serves ---------------------------------------------------
 
@@ -353,15 +351,13 @@ class Engine:
         attrs["cache_key"] = near.key
         return served
 
-    def count_hit(
-        self, call: Call | None, entry: Entry, tier: Tier | None, coalesced: bool
-    ) -> str | None:
-        """Count a hit and tell observers (of a planned ``call``); return the tier's label."""
+    def count_hit(self, call: Call, entry: Entry, tier: Tier | None, coalesced: bool) -> str | None:
+        """Count a hit and tell observers; return the tier's label."""
         label = tier.label if tier is not None else None
         prompt, completion = entry.prompt_tokens, entry.completion_tokens
         cached, written = entry.cached_tokens, entry.written_tokens
         self.stats.hit(label, entry.model, prompt, completion, coalesced, cached, written)
-        if call is not None and self.observers.wanted("llmcache_on_hit"):
+        if self.observers.wanted("llmcache_on_hit"):
             cost = self.prices.cost(entry.model, prompt, completion, cached, written)
             tokens = prompt + completion
             self.emit("llmcache_on_hit", call.plan, label, call.started, tokens=tokens, cost=cost)
