@@ -60,11 +60,9 @@ class AsyncEngine(Engine):
             except Exception as exc:  # counted by the planned path's lookup
                 read = exc
             else:
-                tier.breaker.success()
-                if read is not None:
-                    served = self.quick_hit(endpoint, key, tier, read)
-                    if served is not None:
-                        return served
+                served = self.quick_hit(endpoint, key, tier, read)
+                if served is not None:
+                    return served
         call = self.start(endpoint, upstream, raw, kwargs, key)
         if not isinstance(call, Call):
             params, adapter = call

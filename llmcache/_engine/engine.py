@@ -188,9 +188,13 @@ class Engine:
         except UncacheableRequest:
             return None  # the planned path warns, once
 
-    def quick_hit(self, endpoint: Endpoint, key: str, tier: Tier, data: bytes) -> Any:
-        """Return the marked answer of a fresh, sound entry read by the quick path, else
-        ``None`` (a stale or bad entry is the planned path's to judge and count)."""
+    def quick_hit(self, endpoint: Endpoint, key: str, tier: Tier, data: bytes | None) -> Any:
+        """Take the quick path's successful read of ``tier``: return the marked answer of a
+        fresh, sound entry, else ``None`` (a miss, or a stale or bad entry, which the planned
+        path judges and counts)."""
+        tier.breaker.success()
+        if data is None:
+            return None
         try:
             entry = self.tiers.decoded(tier, data, self._prefix + key)
             if entry.expires is not None and time.time() >= entry.expires:
@@ -630,11 +634,9 @@ class SyncEngine(Engine):
             except Exception as exc:  # counted by the planned path's lookup
                 read = exc
             else:
-                tier.breaker.success()
-                if read is not None:
-                    served = self.quick_hit(endpoint, key, tier, read)
-                    if served is not None:
-                        return served
+                served = self.quick_hit(endpoint, key, tier, read)
+                if served is not None:
+                    return served
         call = self.start(endpoint, upstream, raw, kwargs, key)
         if not isinstance(call, Call):
             params, adapter = call

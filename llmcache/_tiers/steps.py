@@ -115,6 +115,14 @@ class TierLogic:
             self._report(tier, exc, scope, "dropped a bad entry in")
             return BAD
 
+    def taken(self, tier: Tier, read: Any, scope: Scope | None) -> Any:
+        """Return what a read made by a caller gave (its exception counted as a failure of
+        ``tier``, and then :data:`FAILED`)."""
+        if isinstance(read, Exception):
+            self._failed(tier, read, scope)
+            return FAILED
+        return read
+
     def decoded(self, tier: Tier, data: bytes, pkey: str) -> Entry:
         """Return the entry ``data`` holds, decoded once per stored value of an in-process
         tier (which hands out the same bytes object on every read).

@@ -67,10 +67,7 @@ class Tiers(TierLogic):
         data = FAILED
         breaker = tier.breaker
         if read is not UNREAD:
-            if isinstance(read, Exception):
-                self._failed(tier, read, scope)
-            else:
-                data = read
+            data = self.taken(tier, read, scope)
         # The first tier's read made here rather than through a Get op and run(): ~1 µs of
         # a ~17 µs memory hit (benchmarks: hits.py), kept for that.
         elif (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
@@ -157,10 +154,7 @@ class AsyncTiers(TierLogic):
         data = FAILED
         breaker = tier.breaker
         if read is not UNREAD:
-            if isinstance(read, Exception):
-                self._failed(tier, read, scope)
-            else:
-                data = read
+            data = self.taken(tier, read, scope)
         elif (breaker.opened_at is None and not scope.failed) or not self._skip(tier, scope):
             try:
                 data = await self.read(tier, pkey)
