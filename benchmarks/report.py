@@ -8,6 +8,7 @@ from typing import Any
 
 from . import batching, http_hits, misses
 from .batching import BatchRow, CoalesceRow
+from .bounds import BoundRow
 from .hits import HitRow
 from .http_hits import HttpRow
 from .machine import Machine
@@ -26,6 +27,7 @@ class Results:
     machine: Machine
     settings: dict[str, Any]
     hits: list[HitRow] = field(default_factory=list)
+    bounds: list[BoundRow] = field(default_factory=list)
     http_hits: list[HttpRow] = field(default_factory=list)
     misses: list[MissRow] = field(default_factory=list)
     batches: list[BatchRow] = field(default_factory=list)
@@ -228,6 +230,28 @@ def _hits(results: Results) -> list[str]:
         "block median), the three sides' blocks rotating. Targets hold the physical ratio.",
         "",
         *hit_table(results.hits),
+    ]
+
+
+def _bounds(results: Results) -> list[str]:
+    head = ["memory hit", "median µs", "floor median µs", "ratio"]
+    rows = []
+    for row in results.bounds:
+        r = row.result
+        rows.append([row.name, _us(r.ours.median_us), _us(r.floor.median_us), f"**{r.ratio:.3f}**"])
+    return [
+        "",
+        "### The least a Python hit adds",
+        "",
+        "Two bare bounds of a memory hit, each one flat function with no structure "
+        "(`benchmarks/bounds.py`), and llmcache's own hit, each against the physical floor "
+        "in alternating blocks. *bare*: the deny-list check, the versioned key tuple dumped "
+        "and hashed, an LRU read, the expiry check, validation, one statistics record and "
+        "the `cache_*` attributes. *bare + NaN check*: the same with the walk that tells a "
+        "NaN argument from `null`. A memory target below the second ratio asks for less "
+        "interpreted work than the cache's guarantees need, whatever the code around them.",
+        "",
+        *_table(head, rows),
     ]
 
 
@@ -503,6 +527,8 @@ def _peers(results: Results) -> list[str]:
 def render(results: Results) -> str:
     """Return the Markdown of ``RESULTS.md``."""
     lines = _header(results) + _summary(results) + _hits(results)
+    if results.bounds:
+        lines += _bounds(results)
     if results.misses:
         lines += _misses(results)
     if results.http_hits:

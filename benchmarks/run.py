@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from . import batching, frameworks, hits, http_hits, misses, peers, scale
+from . import batching, bounds, frameworks, hits, http_hits, misses, peers, scale
 from .chart import draw
 from .machine import describe, load_average
 from .pinning import place
@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sync_openai.close()
         log("hit latency per tier")
         results.hits = hits.measure_hits(hits.tier_cases(servers), upstream, plan.hits, log)
+        log("the least a Python hit adds")
+        results.bounds = bounds.measure_bounds(upstream, plan.hits, log)
         log("miss overhead")
         results.misses = misses.measure_misses(upstream, plan.misses, log)
         log("hits through the HTTP-level cache")
