@@ -1,66 +1,81 @@
 """The least a cache hit written in Python can add to the physical floor.
 
-The physical floor (:mod:`benchmarks.floors`) is native work: orjson, BLAKE2b, a dict read
-and pydantic-core's validation. Any cache written in Python runs some interpreted steps on
-top of it. This module measures two *bare bounds* of a memory hit, each one flat function
-with no structure at all (no classes, no tiers, no options, no observers), against the same
-floor in the same run, beside llmcache's own memory hit:
+The physical floor (:mod:`benchmarks.floors`) is native work: orjson, BLAKE2b, the store's
+raw read and pydantic-core's validation. Any cache written in Python runs some interpreted
+steps on top of it. This module times *bare bounds* of a hit, one flat function with no
+structure at all (no classes, tiers, options or observers), against the same floor in the
+same run, beside llmcache's own hit on the same store:
 
 - **bare**: the arguments checked against the key's deny-list, the versioned key tuple
-  dumped with orjson and hashed with BLAKE2b, an LRU read (``get`` and ``move_to_end``), the
-  expiry check, the validation, one statistics record and the ``cache_*`` attributes;
+  dumped with orjson and hashed with BLAKE2b, the read (memory: an LRU ``get`` and
+  ``move_to_end``; SQLite: the one-key ``SELECT`` of llmcache's table and a msgpack unpack of
+  the entry, whose key, times and token counts the hit needs), the expiry check, the
+  validation, one statistics record and the ``cache_*`` attributes;
 - **bare + NaN check**: the same, plus the walk that tells a NaN argument from ``null``
   (orjson writes both as ``null``), with llmcache's own walk.
 
-A target on the memory hit below the second bound's ratio asks for less interpreted work
-than the cache's guarantees need, whatever the structure around them.
+A target below a store's *bare + NaN check* ratio asks for less interpreted work than the
+cache's guarantees need, whatever the code around them.
 
-``python -m benchmarks.bounds`` prints the three rows.
+``python -m benchmarks.bounds`` prints the rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import msgpack
 import orjson
 from openai.types.chat import ChatCompletion
 
 from llmcache import CachedClient
-from llmcache._rules.keys import DENIED_PARAMS, KEY_VERSION, _finite
+from llmcache._rules.keys import DENIED_PARAMS, KEY_VERSION, _finite, physical_key
 from llmcache.providers import identity
 
-from .floors import DictStore, physical_digest, physical_floor
+from .floors import (
+    FLOOR_TABLE,
+    DictStore,
+    SQLiteStore,
+    decode_payload,
+    physical_digest,
+    physical_floor,
+)
 from .timing import Paired, paired
 from .upstream import Upstream
 from .workload import chat_request, openai_client
 
-__all__ = ["BoundRow", "bare_hit", "measure_bounds"]
+__all__ = ["BoundRow", "Found", "bare_hit", "lru_read", "measure_bounds", "sqlite_read"]
 
 _PLAIN = frozenset({str, int, float, bool, type(None), list, dict, tuple})
+
+#: What a bare read returns: the answer's JSON, when it was written, its expiry, its tokens.
+Found = tuple[bytes, float, float | None, int]
 
 
 @dataclass(frozen=True)
 class BoundRow:
     """One hit against the physical floor, timed in alternating blocks."""
 
+    store: str
     name: str
     result: Paired
 
 
 def bare_hit(
-    items: OrderedDict[str, tuple[bytes, float, float | None, int]],
-    provider: str,
-    *,
-    nan_check: bool,
+    read: Callable[[str], Found | None], prefix: str, provider: str, *, nan_check: bool
 ) -> Callable[..., Any]:
-    """Return the bare bound's ``create``: a memory hit with no structure around it.
+    """Return the bare bound's ``create``: a hit with no structure around it.
 
-    :param items: the LRU store: key -> (the answer's JSON, created, expires, tokens).
+    :param read: the store's read of a physical key.
+    :param prefix: the physical keys' prefix (``llmcache:<namespace>:``).
     :param nan_check: also tell NaN arguments from ``null`` (a NaN in a request is a miss).
     """
     validate = ChatCompletion.model_validate_json
@@ -76,11 +91,10 @@ def bare_hit(
         if nan_check and not _finite(params):
             return None
         key = KEY_VERSION + "-" + blake2b(blob, digest_size=16).hexdigest()
-        item = items.get(key)
-        if item is None:
+        found = read(prefix + key)
+        if found is None:
             return None
-        items.move_to_end(key)
-        payload, created, expires, tokens = item
+        payload, created, expires, tokens = found
         now = time.time()
         if expires is not None and now >= expires:
             return None
@@ -90,7 +104,7 @@ def bare_hit(
         marks["cache_hit"] = True
         marks["cache_age"] = now - created
         marks["cache_tokens_saved"] = tokens
-        marks["cache_tier"] = "L1:memory"
+        marks["cache_tier"] = "L1"
         marks["cache_key"] = key
         marks["cache_match"] = "exact"
         marks["cache_similarity"] = None
@@ -99,44 +113,108 @@ def bare_hit(
     return create
 
 
-def measure_bounds(upstream: Upstream, settings: Any, log: Callable[[str], None]) -> list[BoundRow]:
-    """Time the two bare bounds and llmcache's memory hit, each against the physical floor.
+def lru_read(items: OrderedDict[str, Found]) -> Callable[[str], Found | None]:
+    """Return the bare memory read: an LRU lookup that moves the entry to the end."""
+
+    def read(key: str) -> Found | None:
+        found = items.get(key)
+        if found is not None:
+            items.move_to_end(key)
+        return found
+
+    return read
+
+
+def sqlite_read(conn: sqlite3.Connection) -> Callable[[str], Found | None]:
+    """Return the bare SQLite read of llmcache's table: the row, its entry unpacked."""
+    sql = "SELECT value FROM llmcache_entries WHERE key = ?"
+    unpack = msgpack.unpackb
+
+    def read(key: str) -> Found | None:
+        row = conn.execute(sql, (key,)).fetchone()
+        if row is None:
+            return None
+        _magic, _version, header, body, _signature = unpack(row[0])
+        if header[0] != key:  # bytes written for another key
+            return None
+        return body, header[1], header[2], header[5] + header[6]
+
+    return read
+
+
+def _rows(
+    store: str,
+    client: CachedClient,
+    floor: Callable[[], Any],
+    bare_reads: dict[str, Callable[..., Any]],
+    params: dict[str, Any],
+    settings: Any,
+    log: Callable[[str], None],
+) -> list[BoundRow]:
+    sides = {**bare_reads, "llmcache": client.chat.completions.create}
+    rows = []
+    for name, call in sides.items():
+        if not getattr(call(**params), "cache_hit", False):
+            raise RuntimeError(f"{store}, {name}: the typical request was not a hit")
+        result = paired(
+            lambda call=call: call(**params),  # type: ignore[misc]
+            floor,
+            rounds=settings.rounds,
+            block=settings.block,
+            block_seconds=settings.block_seconds,
+        )
+        rows.append(BoundRow(store, name, result))
+        log(f"  {store:<7} {name:<17} x{result.ratio:.3f} the physical floor")
+    return rows
+
+
+def measure_bounds(
+    upstream: Upstream, settings: Any, log: Callable[[str], None], workdir: Path
+) -> list[BoundRow]:
+    """Time the bare bounds and llmcache's hit on the memory tier and on SQLite, each
+    against the physical floor.
 
     :param settings: the hit rows' settings (:class:`benchmarks.hits.Settings`).
+    :param workdir: where the SQLite file goes.
     """
     sdk = openai_client(upstream.base_url)
-    client = CachedClient(sdk, tiers=["memory://"], namespace="bounds")
+    provider = identity(sdk)
     params = chat_request()
+    prefix = physical_key("bounds", "")
+    rows = []
+    memory = CachedClient(sdk, tiers=["memory://"], namespace="bounds")
     try:
-        answer = client.chat.completions.create(**params)
+        answer = memory.chat.completions.create(**params)
         body = answer.model_dump_json(exclude_unset=True).encode()
         tokens = answer.usage.total_tokens if answer.usage else 0
-        provider = identity(sdk)
-        key = answer.cache_key
-        items = OrderedDict({key: (body, time.time(), None, tokens)})
+        items = OrderedDict({prefix + answer.cache_key: (body, time.time(), None, tokens)})
         floor = physical_floor(params, DictStore({physical_digest(params): body}).get)
-        create = client.chat.completions.create
-        sides = {
-            "bare": bare_hit(items, provider, nan_check=False),
-            "bare + NaN check": bare_hit(items, provider, nan_check=True),
-            "llmcache, memory tier": create,
+        bare = {
+            "bare": bare_hit(lru_read(items), prefix, provider, nan_check=False),
+            "bare + NaN check": bare_hit(lru_read(items), prefix, provider, nan_check=True),
         }
-        rows = []
-        for name, call in sides.items():
-            if not getattr(call(**params), "cache_hit", False):
-                raise RuntimeError(f"{name}: the typical request was not a hit")
-            result = paired(
-                lambda call=call: call(**params),  # type: ignore[misc]
-                floor,
-                rounds=settings.rounds,
-                block=settings.block,
-                block_seconds=settings.block_seconds,
-            )
-            rows.append(BoundRow(name, result))
-            log(f"  {name:<24} x{result.ratio:.3f} the physical floor")
-        return rows
+        rows += _rows("memory", memory, floor, bare, params, settings, log)
     finally:
-        client.close()
+        memory.close()
+    path = workdir / "bounds.db"
+    sqlite = CachedClient(sdk, tiers=[f"sqlite:///{path}"], namespace="bounds")
+    own = SQLiteStore(str(path), FLOOR_TABLE)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        answer = sqlite.chat.completions.create(**params)
+        entry = conn.execute(
+            "SELECT value FROM llmcache_entries WHERE key = ?", (prefix + answer.cache_key,)
+        ).fetchone()
+        own.put(physical_digest(params), decode_payload(entry[0]))
+        floor = physical_floor(params, own.get)
+        read = sqlite_read(conn)
+        bare = {"bare + NaN check": bare_hit(read, prefix, provider, nan_check=True)}
+        rows += _rows("SQLite", sqlite, floor, bare, params, settings, log)
+    finally:
+        conn.close()
+        own.close()
+        sqlite.close()
+    return rows
 
 
 def main() -> int:
@@ -146,8 +224,8 @@ def main() -> int:
 
     placement = place()
     print(f"pinning: {placement.describe()}", flush=True)
-    with Upstream(placement.server_cpu) as upstream:
-        measure_bounds(upstream, Settings(), print)
+    with tempfile.TemporaryDirectory() as workdir, Upstream(placement.server_cpu) as upstream:
+        measure_bounds(upstream, Settings(), print, Path(workdir))
     return 0
 
 

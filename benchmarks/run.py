@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("hit latency per tier")
         results.hits = hits.measure_hits(hits.tier_cases(servers), upstream, plan.hits, log)
         log("the least a Python hit adds")
-        results.bounds = bounds.measure_bounds(upstream, plan.hits, log)
+        results.bounds = bounds.measure_bounds(upstream, plan.hits, log, servers.workdir)
         log("miss overhead")
         results.misses = misses.measure_misses(upstream, plan.misses, log)
         log("hits through the HTTP-level cache")
