@@ -117,8 +117,9 @@ def decode_payload(data: bytes) -> Any:
     :return: plain data, or the JSON text of a ``"json"`` entry.
     """
     _magic, _version, header, body, _signature = msgpack.unpackb(data)
-    if header[7] != _INLINE:  # the body codec (optional token counts may follow)
-        if header[7] == _ZLIB:
+    codec = header[7] % 8  # the body codec (8 is added for a null-free entry)
+    if codec != _INLINE:
+        if codec == _ZLIB:
             body = zlib.decompress(body)
         body = msgpack.unpackb(body)
     return body

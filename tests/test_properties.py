@@ -29,7 +29,14 @@ from openai.types import Completion, CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from llmcache._rules.keys import DENIED_PARAMS, RequestKeyStrategy, UncacheableRequest
+from llmcache._rules.keys import (
+    DENIED_PARAMS,
+    RequestKeyStrategy,
+    UncacheableRequest,
+    has_non_finite,
+    null_free,
+    params_digest,
+)
 from llmcache._rules.options import Directives, parse_cache_control
 from llmcache._rules.request import CacheOptions, CacheRequest
 from llmcache._tiers.codec import Codec, Entry
@@ -201,6 +208,39 @@ def test_a_deep_non_finite_number_never_shares_a_key_with_null(
     assert key == _key({"model": "m", **where(number)})
 
 
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf, None])
+@given(params=st.dictionaries(NAMES, JSON, max_size=4))
+@SETTINGS
+def test_the_digest_without_the_nan_check_is_the_key_unless_a_float_is_not_finite(
+    params: dict[str, Any], number: float | None
+) -> None:
+    """The quick path's digest skips the NaN walk: it is the key of every request without
+    a non-finite float, and ``has_non_finite`` tells the others; ``null_free`` is never
+    true of a request whose JSON holds null."""
+    params = {"model": "m", **params, "deep": [{"x": number}]}
+    try:
+        exact = params_digest("chat.completions", "openai", params)
+    except UncacheableRequest:
+        return
+    quick = params_digest("chat.completions", "openai", params, nan_check=False)
+    assert has_non_finite(params) == (number is not None)
+    assert (quick == exact) == (number is None)
+    if number is not None:  # the quick digest is the one of null in its place
+        params["deep"] = [{"x": None}]
+        assert quick == params_digest("chat.completions", "openai", params)
+    assert not null_free(params)
+    del params["deep"]
+    assert null_free(params) == (not _holds_null(params))
+
+
+def _holds_null(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_null(v) for v in value)
+    return value is None
+
+
 # -- the codec -------------------------------------------------------------------------------------
 
 PAYLOADS = st.recursive(
@@ -215,8 +255,16 @@ KIND_AND_PAYLOAD = st.one_of(
     st.tuples(st.just("chunks"), st.lists(DICTS, max_size=4)),
 )
 ENTRIES = st.builds(
-    lambda key, created, expires, kind_payload, model, prompt, completion: Entry(
-        key, created, expires, kind_payload[0], kind_payload[1], model, prompt, completion
+    lambda key, created, expires, kind_payload, model, prompt, completion, null_free: Entry(
+        key,
+        created,
+        expires,
+        kind_payload[0],
+        kind_payload[1],
+        model,
+        prompt,
+        completion,
+        null_free=null_free,
     ),
     key=st.text(max_size=60).map(lambda t: "llmcache:ns:" + t),
     created=st.floats(0, 4e9),
@@ -225,6 +273,7 @@ ENTRIES = st.builds(
     model=st.none() | TEXT,
     prompt=st.integers(0, 2**31),
     completion=st.integers(0, 2**31),
+    null_free=st.booleans(),
 )
 CODECS = st.builds(
     Codec,

@@ -6,6 +6,7 @@ strategies, options, streams, observers, bad or stale entries, failing tiers) to
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,9 +15,15 @@ import pytest
 from conftest import chat
 from openai import AsyncOpenAI
 from plugins_for_tests import BROKEN, STORES, TestBackends
+from test_providers import EchoAnswer, SayAdapter
 
 from llmcache import CachedClient, CacheRequest, KeyStrategy, hookimpl
+from llmcache._engine import engine as engine_module
 from llmcache._engine.planning import Planner
+from llmcache._rules.keys import RequestKeyStrategy, physical_key
+from llmcache._tiers.codec import Codec, Entry
+from llmcache.providers import Method, Provider
+from llmcache.tools.simulator import Simulator
 
 
 class _NoPlans:
@@ -165,3 +172,132 @@ async def test_an_async_quick_hit_serves_what_a_planned_hit_serves(
         assert client.stats().hits == 2
     finally:
         await client.close()
+
+
+# -- NaN told from null only where it can matter ------------------------------------------------
+
+
+def _entry(client: Any, answer: Any) -> Entry:
+    pkey = physical_key(client._namespace, answer.cache_key)
+    return Codec().decode(client._tiers.tiers[0].backend.get(pkey), pkey)
+
+
+class _NoNanWalk:
+    """Make the NaN check fail: a call served while it is in place never walked its floats."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the arguments were walked for NaN")
+
+        monkeypatch.setattr(engine_module, "has_non_finite", refuse)
+
+
+def test_an_entry_says_whether_its_request_holds_null(make_client: Any) -> None:
+    client = make_client(tiers=["memory://"])
+    assert _entry(client, client.chat.completions.create(**chat("plain"))).null_free
+    with_null = client.chat.completions.create(**chat("nulls"), temperature=None)
+    assert not _entry(client, with_null).null_free
+    scoped = client.chat.completions.create(**chat("scoped"), cache_key="tenant")
+    assert not _entry(client, scoped).null_free  # its key is not the digest alone
+
+
+def test_another_key_strategy_writes_no_null_free_entries(make_client: Any) -> None:
+    class Digest(RequestKeyStrategy):  # the same keys, from a strategy of the user's
+        pass
+
+    client = make_client(tiers=["memory://"], key_strategy=Digest())
+    assert not _entry(client, client.chat.completions.create(**chat())).null_free
+
+
+def test_a_hit_on_a_null_free_entry_skips_the_nan_check(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(tiers=["memory://"])
+    first = client.chat.completions.create(**chat())
+    _NoPlans(monkeypatch)
+    _NoNanWalk(monkeypatch)
+    again = client.chat.completions.create(**chat())
+    assert again.cache_hit
+    assert again.cache_key == first.cache_key
+
+
+def test_a_request_with_null_is_still_a_quick_hit(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(tiers=["memory://"])
+    first = client.chat.completions.create(**chat(), temperature=None)
+    _NoPlans(monkeypatch)
+    again = client.chat.completions.create(**chat(), temperature=None)
+    assert again.cache_hit
+    assert again.cache_key == first.cache_key
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf])
+def test_a_non_finite_argument_is_never_served_the_answer_of_null(
+    make_client: Any, sim: Simulator, number: float
+) -> None:
+    client = make_client(tiers=["memory://"])
+    client.chat.completions.create(**chat(), temperature=None)
+    # The quick digest of this call is the entry's key; the call must still go upstream,
+    # where the SDK refuses the number (JSON has no NaN), rather than be served.
+    with pytest.raises(ValueError, match="JSON"):
+        client.chat.completions.create(**chat(), temperature=number)
+    assert client.stats().hits == 0
+    assert len(sim.requests) == 1
+
+
+async def test_an_async_non_finite_argument_is_never_served_the_answer_of_null(
+    async_openai_client: AsyncOpenAI, sim: Simulator
+) -> None:
+    client = CachedClient(async_openai_client, tiers=["memory://"])
+    try:
+        await client.chat.completions.create(**chat(), temperature=None)
+        with pytest.raises(ValueError, match="JSON"):
+            await client.chat.completions.create(**chat(), temperature=math.nan)
+        assert client.stats().hits == 0
+        assert (await client.chat.completions.create(**chat(), temperature=None)).cache_hit
+    finally:
+        await client.close()
+
+
+class _Weights:
+    """An SDK that takes NaN (JSON's limits are the HTTP SDKs', not the cache's)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def say(self, *, model: str, prompt: str, weight: float | None = None) -> EchoAnswer:
+        self.calls += 1
+        return EchoAnswer(lines=[f"{prompt} at {weight}"], model=model, used=1)
+
+
+class _WeightsClient:
+    def __init__(self) -> None:
+        self.echoes = _Weights()
+
+
+class _WeightsPlugin:
+    @hookimpl
+    def llmcache_register_providers(self, register: Any) -> None:
+        register(
+            Provider(
+                "weights",
+                {"echo.say": SayAdapter()},
+                methods=(Method(("echoes",), "say", "echo.say"),),
+                modules=(_WeightsClient.__module__,),
+                identify=lambda client: "weights://local",
+            )
+        )
+
+
+@pytest.mark.parametrize("first", [math.nan, None])
+def test_non_finite_and_null_arguments_never_share_an_answer(first: float | None) -> None:
+    sdk = _WeightsClient()
+    with CachedClient(sdk, plugins=[_WeightsPlugin()]) as client:
+        say = client.echoes.say
+        a = say(model="m", prompt="p", weight=first)
+        b = say(model="m", prompt="p", weight=None if first is not None else math.nan)
+        again = say(model="m", prompt="p", weight=first)
+    assert (a.cache_hit, b.cache_hit, again.cache_hit) == (False, False, True)
+    assert a.cache_key != b.cache_key
+    assert sdk.echoes.calls == 2

@@ -14,6 +14,7 @@ from llmcache._engine.embeddings import EmbeddingCall
 from llmcache._engine.engine import Engine, Outcome, mark, unstreamed
 from llmcache._engine.singleflight import AsyncSingleFlight
 from llmcache._engine.streaming import AsyncRecordingStream, AsyncReplayStream
+from llmcache._rules.keys import has_non_finite
 from llmcache._rules.request import Endpoint
 from llmcache._tiers.ops import Op
 from llmcache._tiers.steps import UNREAD, Steps
@@ -60,9 +61,11 @@ class AsyncEngine(Engine):
             except Exception as exc:  # counted by the planned path's lookup
                 read = exc
             else:
-                served = self.quick_hit(endpoint, key, tier, read)
+                served = self.quick_hit(endpoint, key, tier, read, kwargs)
                 if served is not None:
                     return served
+            if has_non_finite(kwargs):  # the quick key is not this call's: plan it afresh
+                key, read = None, UNREAD
         call = self.start(endpoint, upstream, raw, kwargs, key)
         if not isinstance(call, Call):
             params, adapter = call

@@ -30,7 +30,9 @@ __all__ = [
     "RequestKeyStrategy",
     "UncacheableRequest",
     "canonical_params",
+    "has_non_finite",
     "namespace_glob",
+    "null_free",
     "params_digest",
     "physical_key",
     "request_digest",
@@ -152,6 +154,30 @@ def _plain_floats(value: Any) -> Any:
     return value
 
 
+def has_non_finite(params: Mapping[str, Any]) -> bool:
+    """Tell whether a float among the arguments that take part in the key is NaN or
+    infinite (so that the key is not the digest of the arguments' orjson form)."""
+    params = canonical_params(params)
+    return not _finite(params) and _has_non_finite(_plain_floats(params))
+
+
+def null_free(params: Mapping[str, Any]) -> bool:
+    """Tell whether the key's canonical JSON of these arguments surely holds no ``null``:
+    plain JSON data without ``None`` (``False`` also for SDK objects, looked at no closer)."""
+    return _no_null(canonical_params(params))
+
+
+def _no_null(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict:
+        return all(_no_null(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return all(_no_null(item) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is str or kind is int or kind is bool
+
+
 def request_digest(request: CacheRequest) -> str:
     """Return ``"v1-<hex>"``, the digest of the canonical request.
 
@@ -160,15 +186,26 @@ def request_digest(request: CacheRequest) -> str:
     return params_digest(request.endpoint, request.provider, request.params)
 
 
-def params_digest(endpoint: str, provider: str, params: Mapping[str, Any]) -> str:
+def params_digest(
+    endpoint: str, provider: str, params: Mapping[str, Any], *, nan_check: bool = True
+) -> str:
     """Return :func:`request_digest` of a request known by its endpoint, upstream identity
     and arguments (its ``cache_*`` options take no part in it).
 
+    :param nan_check: with ``False``, skip telling NaN and infinities from ``null``: the
+        digest is then this request's only if :func:`has_non_finite` is false for it (else it
+        is the digest of the same request with ``None`` in their place). The quick hit path
+        defers that check to an entry that may need it (see ``Entry.null_free``).
     :raises UncacheableRequest: an argument cannot be serialised canonically.
     """
     params = canonical_params(params)
     try:
-        blob = _dumps((KEY_VERSION, endpoint, provider, params), params)
+        if nan_check:
+            blob = _dumps((KEY_VERSION, endpoint, provider, params), params)
+        else:
+            blob = orjson.dumps(
+                (KEY_VERSION, endpoint, provider, params), default=_default, option=_OPTIONS
+            )
     except TypeError:
         for name, value in params.items():
             try:

@@ -7,7 +7,8 @@ Layout (msgpack array)::
               cached_tokens, written_tokens,   (only when either is not 0, or a request follows)
               request]                         (only when the entry carries its request)
     body   = the payload itself (codec 2), or msgpack(payload) as bytes: zlib-compressed
-             when codec == 1, raw when codec == 0 (signed entries always carry bytes)
+             when codec == 1, raw when codec == 0 (signed entries always carry bytes);
+             codec + 8 says the entry is ``null_free`` (see :class:`Entry`)
 
 The header names the physical key the entry was written for, so bytes copied (or forged)
 under another key are rejected. With a signing key, ``signature`` is an HMAC-SHA256 over
@@ -41,6 +42,7 @@ VERSION = 1
 COMPRESS_THRESHOLD = 4096
 _RAW, _ZLIB, _INLINE = 0, 1, 2
 _CODEC_FIELD = 7  # where the header says which of those the body is
+_NULL_FREE = 8  # added to the codec field of a null-free entry
 
 
 class CorruptEntry(ValueError):
@@ -70,6 +72,9 @@ class Entry:
     :param request: the canonical request that produced the answer (endpoint, upstream,
         arguments; see :func:`llmcache._rules.canonical.request_record`), kept only by caches built
         with ``keep_requests=True``; ``None`` otherwise.
+    :param null_free: its key is the default digest of a request whose canonical JSON holds
+        no ``null``. A request whose digest without the NaN check matches it has the same
+        JSON, so holds no NaN (orjson would have written ``null``): the check is skipped.
     """
 
     key: str
@@ -83,6 +88,7 @@ class Entry:
     cached_tokens: int = 0  # of the prompt tokens, those read from the provider's cache
     written_tokens: int = 0  # of the prompt tokens, those written to it
     request: dict[str, Any] | None = None
+    null_free: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -157,6 +163,7 @@ class Codec:
         :param expires: the expiry to write instead of ``entry.expires`` (one entry goes to
             tiers of different TTLs).
         """
+        flags = _NULL_FREE if entry.null_free else 0
         header = [
             entry.key,
             entry.created,
@@ -165,7 +172,7 @@ class Codec:
             entry.model,
             entry.prompt_tokens,
             entry.completion_tokens,
-            _INLINE,
+            _INLINE | flags,
         ]
         if entry.cached_tokens or entry.written_tokens or entry.request is not None:
             header += [entry.cached_tokens, entry.written_tokens]  # older readers take 8
@@ -176,9 +183,9 @@ class Codec:
             if len(data) <= self.compress_threshold:
                 return data
         body: bytes = msgpack.packb(entry.payload)
-        header[_CODEC_FIELD] = _RAW
+        header[_CODEC_FIELD] = _RAW | flags
         if len(body) > self.compress_threshold:
-            body, header[_CODEC_FIELD] = zlib.compress(body, 6), _ZLIB
+            body, header[_CODEC_FIELD] = zlib.compress(body, 6), _ZLIB | flags
         signature = self._sign(header, body) if self._signing_key else b""
         return msgpack.packb([MAGIC, VERSION, header, body, signature])
 
@@ -211,6 +218,9 @@ class Codec:
         ):
             raise CorruptEntry("bad or missing signature")
         try:
+            null_free = codec >= _NULL_FREE
+            if null_free:
+                codec -= _NULL_FREE
             if codec == _INLINE:
                 payload = body
             elif codec == _ZLIB:
@@ -231,6 +241,7 @@ class Codec:
                 cached,
                 written,
                 request,
+                null_free,
             )
         except Exception as exc:
             raise CorruptEntry(f"corrupt entry body: {exc}") from exc
