@@ -12,10 +12,12 @@ same run, beside llmcache's own hit on the same store:
   the entry, whose key, times and token counts the hit needs), the expiry check, the
   validation, one statistics record and the ``cache_*`` attributes;
 - **bare + NaN check**: the same, plus the walk that tells a NaN argument from ``null``
-  (orjson writes both as ``null``), with llmcache's own walk.
+  (orjson writes both as ``null``), with llmcache's own walk: what every hit paid before
+  entries said whether their request held ``null`` (``Entry.null_free``).
 
-A target below a store's *bare + NaN check* ratio asks for less interpreted work than the
-cache's guarantees need, whatever the code around them.
+A target below a store's *bare* ratio asks for less interpreted work than a hit's
+guarantees need, whatever the code around them; the distance from *bare* to the target is
+what the cache's structure (tiers, breakers, observers, plugins) may cost.
 
 ``python -m benchmarks.bounds`` prints the rows.
 """
@@ -208,7 +210,10 @@ def measure_bounds(
         own.put(physical_digest(params), decode_payload(entry[0]))
         floor = physical_floor(params, own.get)
         read = sqlite_read(conn)
-        bare = {"bare + NaN check": bare_hit(read, prefix, provider, nan_check=True)}
+        bare = {
+            "bare": bare_hit(read, prefix, provider, nan_check=False),
+            "bare + NaN check": bare_hit(read, prefix, provider, nan_check=True),
+        }
         rows += _rows("SQLite", sqlite, floor, bare, params, settings, log)
     finally:
         conn.close()

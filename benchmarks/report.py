@@ -250,8 +250,9 @@ def _bounds(results: Results) -> list[str]:
         "key tuple dumped and hashed, the read (memory: an LRU lookup; SQLite: the one-key "
         "`SELECT` of llmcache's table and the entry unpacked), the expiry check, validation, "
         "one statistics record and the `cache_*` attributes. *bare + NaN check*: the same "
-        "with the walk that tells a NaN argument from `null`. A target below a store's "
-        "second ratio asks for less interpreted work than the cache's guarantees need.",
+        "with the walk that tells a NaN argument from `null`, which llmcache's hits skip "
+        "when the entry's request held no `null`. A target below a store's *bare* ratio "
+        "asks for less interpreted work than a hit's guarantees need.",
         "",
         *_table(head, rows),
     ]
