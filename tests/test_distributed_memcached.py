@@ -56,10 +56,13 @@ def test_pool_moves_a_dead_servers_keys_and_takes_it_back(
     assert figures.failed_calls == 0
     assert figures.wrong_answers == 0
     assert figures.hit_rate_during_unaffected == 1.0, figures.summary()
-    # the dead server's questions moved: asked once upstream, then hits on another server
+    # the dead server's questions moved: asked once upstream, then hits on another server;
+    # once more when it is back, empty (which can come before the fault's start() returns);
+    # and each call whose read failed went upstream too
     moved = [c for c in figures.during if c.index in figures.affected]
     assert sum(c.hit for c in moved) > len(moved) / 2, figures.summary()
-    assert figures.upstream_during <= 2 * len(figures.affected), figures.summary()
+    bound = 2 * len(figures.affected) + figures.errors_counted
+    assert figures.upstream_during <= bound, figures.summary()
     # back, and serving: the last second is all hits again
     last = [c for c in figures.after if c.at > figures.healthy_at + 1.0]
     assert last
